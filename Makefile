@@ -1,0 +1,38 @@
+# mendnet: `make demo` runs the main job, `make test` runs the test suite (both set up on first use).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup demo test lint bench clean data
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian when apt is available (as root, or through sudo without a password).
+data:
+	@if [ -d $(DATA) ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+	    echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or use --download"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "Fashion-MNIST missing and no apt-get: 'mendnet' commands accept --data-dir or --download"; fi
+
+demo: setup
+	$(BIN)/mendnet demo --force
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,299 @@
+"""The `mendnet` command: thin argument parsing into the same jobs and config dataclasses the API uses.
+
+Every user-facing problem ends as one line on stderr (`mendnet: error: ...`) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from mendnet import __version__
+from mendnet.cli_config import add_config_arguments, config_from_args, parse_number
+from mendnet.errors import MendnetError
+from mendnet.registry import REPAIRS
+from mendnet.train import TrainConfig
+
+ERROR_EXIT = 2
+
+
+def add_common(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if out_help:
+        p.add_argument("--out", type=Path, default=None, help=out_help)
+        p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+
+def add_data(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:
+    from mendnet.data.catalog import dataset_names
+
+    p.add_argument("--data", default=default, choices=dataset_names(), help=f"data set (default: {default})")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the data set (else $MENDNET_DATA, then /usr/share/datasets/NAME)",
+    )
+
+
+def key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value: object = int(raw)
+    except ValueError:
+        try:
+            value = parse_number(raw)
+        except argparse.ArgumentTypeError:
+            value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mendnet.models import architecture_names
+
+    parser = argparse.ArgumentParser(
+        prog="mendnet",
+        description="Find and repair what is wrong inside trained image classifiers.",
+    )
+    parser.add_argument("--version", action="version", version=f"mendnet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model, optionally with a planted backdoor",
+        description="Train a model (optionally poisoned) and write an artefact folder.",
+    )
+    add_data(p)
+    p.add_argument("--model", default="wrn-16-1", choices=architecture_names(), help="architecture")
+    p.add_argument("--train-subset", type=int, default=None, help="train on N seeded images only")
+    p.add_argument("--attack", default=None, help="backdoor attack to plant (e.g. badnets)")
+    p.add_argument("--target", type=int, default=0, help="target label (all-to-one; default 0)")
+    p.add_argument("--rate", type=parse_number, default=0.1, help="poisoned fraction of the training set")
+    p.add_argument("--mode", default="all-to-one", choices=["all-to-one", "all-to-all"])
+    p.add_argument(
+        "--attack-param",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trigger parameter (repeatable), e.g. size=4",
+    )
+    add_config_arguments(p, TrainConfig, "training settings")
+    add_common(p, "output artefact folder (default: runs/train-MODEL-ATTACK-sSEED)")
+
+    p = sub.add_parser(
+        "eval",
+        help="ACC, ASR, RA of an artefact or a weights file",
+        description="Evaluate an artefact folder (or a .safetensors/.pt file with --arch).",
+    )
+    p.add_argument("model", type=Path, help="artefact folder, or a weights file")
+    p.add_argument("--arch", default=None, help="architecture of a bare weights file")
+    add_data(p, default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+    add_common(p)
+
+    p = sub.add_parser("repair", help="repair a backdoored model", description="Repair a model artefact.")
+    methods = p.add_subparsers(dest="method", required=True, metavar="METHOD")
+    for name, method in REPAIRS.items():
+        m = methods.add_parser(name, help=method.summary, description=method.config.__doc__)
+        m.add_argument("--model", type=Path, required=True, help="artefact folder of the model to repair")
+        m.add_argument(
+            "--clean-fraction",
+            type=parse_number,
+            default=0.05,
+            help="defender data as a fraction of the training set (default: 0.05)",
+        )
+        if name == "nad":
+            m.add_argument(
+                "--teacher",
+                type=Path,
+                default=None,
+                help="teacher artefact (default: fine-tune a copy of the model)",
+            )
+        add_config_arguments(m, method.config, f"{name} settings")
+        add_common(m, "output artefact folder (default: runs/PARENT-METHOD)")
+
+    p = sub.add_parser(
+        "attention",
+        help="PNG of per-stage attention maps of triggered images",
+        description="Attention maps of the same triggered test images under 2+ models.",
+    )
+    p.add_argument("models", type=Path, nargs="+", help="artefact folders (the first one's trigger is used)")
+    p.add_argument("--images", type=int, default=4, help="number of test images (default: 4)")
+    p.add_argument("--out", type=Path, default=Path("attention.png"), help="PNG file to write")
+    p.add_argument("--force", action="store_true", help="replace an existing PNG")
+
+    p = sub.add_parser(
+        "demo",
+        help="the main job: BadNets → train → fine-tuning and NAD, with a report",
+        description="Fashion-MNIST, WRN-16-1, BadNets 10% → FT and NAD with 5% data.",
+    )
+    p.add_argument("--data-dir", default=None, help="folder holding Fashion-MNIST")
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the backdoored model (default: 3)")
+    add_common(p, "output folder (default: runs/demo)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from mendnet.artefact import save_artefact
+    from mendnet.device import resolve_device
+    from mendnet.jobs import DataRef, PoisonSpec, train_model
+    from mendnet.report.tables import print_table
+
+    cfg = config_from_args(TrainConfig, args)
+    spec = None
+    if args.attack:
+        spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, tuple(args.attack_param))
+    out = args.out or Path("runs") / f"train-{args.model}-{args.attack or 'clean'}-s{args.seed}"
+    check_out(out, args.force)
+    outcome = train_model(
+        DataRef(args.data, args.data_dir),
+        args.model,
+        cfg,
+        poison_spec=spec,
+        seed=args.seed,
+        device=resolve_device(args.device),
+        progress=not args.quiet,
+        train_subset=args.train_subset,
+    )
+    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
+    print_table({out.name: outcome.metrics}, title=f"trained → {out}")
+
+
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an existing output before any work is done (the atomic write checks again at the end)."""
+    if out.exists() and not force:
+        raise MendnetError(f"output {out} already exists; pass --force to replace it")
+
+
+def load_model_arg(args: argparse.Namespace):
+    from mendnet.artefact import Artefact, load_artefact, load_weights_into, read_weights
+    from mendnet.data.catalog import load_dataset
+    from mendnet.models import ModelSpec, build_classifier
+
+    if args.model.is_dir() or args.arch is None:
+        art = load_artefact(args.model)
+        if args.data:
+            art.meta["data"] = {"name": args.data, "data_dir": args.data_dir}
+        return art
+    if not args.data:
+        raise MendnetError("a bare weights file needs --data (and --arch)")
+    test = load_dataset(args.data, "test", args.data_dir)
+    model = build_classifier(ModelSpec(args.arch, test.num_classes, test.shape, test.mean, test.std))
+    load_weights_into(model, read_weights(args.model), args.model)
+    return Artefact(model, {"data": {"name": args.data, "data_dir": args.data_dir}, "threat": None}, {}, None)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from mendnet.artefact import write_json
+    from mendnet.device import resolve_device
+    from mendnet.jobs import evaluate_artefact
+    from mendnet.report.tables import print_table
+
+    art = load_model_arg(args)
+    metrics = evaluate_artefact(art, resolve_device(args.device))
+    if args.json:
+        write_json(args.json, metrics)
+    print_table({str(args.model): metrics}, title="evaluation")
+
+
+def cmd_repair(args: argparse.Namespace) -> None:
+    from mendnet.artefact import load_artefact, save_artefact
+    from mendnet.device import resolve_device
+    from mendnet.jobs import repair_model
+    from mendnet.report.tables import print_table
+
+    method = REPAIRS[args.method]
+    cfg = config_from_args(method.config, args)
+    out = args.out or Path("runs") / f"{args.model.name}-{args.method}"
+    check_out(out, args.force)
+    art = load_artefact(args.model)
+    teacher = load_artefact(args.teacher).model if getattr(args, "teacher", None) else None
+    outcome = repair_model(
+        art,
+        args.method,
+        cfg,
+        clean_fraction=args.clean_fraction,
+        seed=args.seed,
+        device=resolve_device(args.device),
+        progress=not args.quiet,
+        teacher=teacher,
+    )
+    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
+    rows = {"before": outcome.metrics["before"], args.method: outcome.metrics}
+    print_table(rows, title=f"{args.method} → {out}")
+
+
+def cmd_attention(args: argparse.Namespace) -> None:
+    import torch
+
+    from mendnet.artefact import load_artefact
+    from mendnet.data.catalog import load_dataset
+    from mendnet.jobs import backdoor_test_for, data_of, threat_of
+    from mendnet.report.attention_grid import attention_grid_png
+
+    if len(args.models) < 2:
+        raise MendnetError("attention needs two or more models to compare")
+    if args.out.exists() and not args.force:
+        raise MendnetError(f"{args.out} already exists; pass --force to replace it")
+    arts = [load_artefact(m) for m in args.models]
+    ref = data_of(arts[0].meta)
+    test = load_dataset(ref.name, "test", ref.data_dir)
+    backdoor = backdoor_test_for(threat_of(arts[0].meta), test)
+    n = max(1, min(args.images, len(test)))
+    if backdoor is None:
+        x = test.float_images(torch.arange(n))
+    else:
+        x = backdoor.trigger.apply(backdoor.data.float_images(torch.arange(n)))
+    png = attention_grid_png({str(m.path.name if m.path else i): m.model for i, m in enumerate(arts)}, x)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_bytes(png)
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from mendnet.demo import DemoConfig, run_demo
+    from mendnet.device import resolve_device
+
+    out = args.out or Path("runs/demo")
+    check_out(out, args.force)
+    cfg = DemoConfig(data_dir=args.data_dir, epochs=args.epochs, seed=args.seed)
+    run_demo(cfg, out, force=args.force, device=resolve_device(args.device), progress=not args.quiet)
+    print(f"wrote {out}/ (metrics.json, report.md, attention.png, backdoored/, finetune/, nad/)")
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "repair": cmd_repair,
+    "attention": cmd_attention,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mendnet` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"mendnet: warning: {msg}\n"
+    try:
+        COMMANDS[args.command](args)
+    except MendnetError as e:
+        print(f"mendnet: error: {e}", file=sys.stderr)
+        return ERROR_EXIT
+    except KeyboardInterrupt:
+        print("mendnet: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure loss functions: attention maps and distances, distillation distances, projections."""

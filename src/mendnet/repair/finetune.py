@@ -1,0 +1,43 @@
+"""Fine-tuning (FT) baseline, methods.md §2: all layers on defender data, NAD's augmentation."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+from mendnet.models import Classifier
+from mendnet.repair.context import RepairContext, RepairResult
+from mendnet.train import TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class Config:
+    """SGD lr 0.01, momentum 0.9, weight decay 5e-4, 10 epochs, batch 64, constant lr (our choice: the
+    papers give no schedule); random crop (pad 4), horizontal flip, Cutout 3×3 as in NAD."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    crop_padding: int = 4
+    flip: bool = True
+    cutout: int = 3
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(schedule="constant", **asdict(self))
+
+
+def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> RepairResult:
+    """Return a fine-tuned copy of `model` (the input model is not changed)."""
+    tuned = copy.deepcopy(model)
+    history = fit(
+        tuned,
+        ctx.defender_train,
+        config.train_config(),
+        seed=ctx.seed,
+        device=ctx.device,
+        progress=ctx.progress,
+        description="fine-tune",
+    )
+    return RepairResult(tuned, {"train_seconds": history.seconds})

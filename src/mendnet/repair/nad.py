@@ -1,0 +1,154 @@
+"""NAD: Neural Attention Distillation (Li et al., ICLR 2021), methods.md §3.
+
+Step 1, teacher: a fine-tuned copy of the backdoored model (FT, 10 epochs), or a teacher given by the
+user (another artefact, possibly another architecture). Step 2, student = the backdoored model trained on
+the defender data with
+    L = CE(f_S(x), y) + Σ_l β_l · D(A(F_T^l), A(F_S^l))                       (NAD eq. 3)
+the teacher frozen, A an attention operator (default A^2_sum) and D the distance of normalised maps.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mendnet.errors import MendnetError
+from mendnet.losses.attention import attention_distance, normalized_attention
+from mendnet.models import Classifier, check_attention_stages
+from mendnet.models.taps import FeatureTap
+from mendnet.repair import finetune
+from mendnet.repair.context import RepairContext, RepairResult
+from mendnet.train import TrainConfig, fit
+
+
+@dataclass(frozen=True)
+class Config:
+    """Paper defaults. Student: 20 epochs, batch 64, SGD momentum 0.9 Nesterov, wd 1e-4, lr 0.1 for 2
+    epochs then 0.01; crop (pad 4), flip, Cutout 3×3. β = (500, 1000, 1000) for WRN-16-1's three groups
+    with the mean-squared distance (authors' release).
+
+    stages: student stage names; empty = the model's deepest len(betas) stages (our choice for models
+    with more stages than betas). teacher_stages: matched in order; empty = the teacher's deepest ones.
+    teacher_epochs: FT epochs for the teacher when none is given.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.1
+    lr_drop_epoch: int = 2
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    betas: tuple[float, ...] = (500.0, 1000.0, 1000.0)
+    operator: str = "pow-sum"
+    p: float = 2.0
+    distance: str = "mean-squared"
+    stages: tuple[str, ...] = ()
+    teacher_stages: tuple[str, ...] = ()
+    teacher_epochs: int = 10
+    crop_padding: int = 4
+    flip: bool = True
+    cutout: int = 3
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            nesterov=True,
+            weight_decay=self.weight_decay,
+            schedule="step",
+            milestones=(self.lr_drop_epoch,),
+            gamma=0.1,
+            crop_padding=self.crop_padding,
+            flip=self.flip,
+            cutout=self.cutout,
+        )
+
+
+def pick_stages(model: Classifier, asked: tuple[str, ...], count: int, who: str) -> tuple[str, ...]:
+    """The stages to distil: those asked for, else the model's deepest `count` stages."""
+    stages = asked or model.stages[-count:]
+    if len(stages) != count:
+        raise MendnetError(
+            f"{who} needs {count} stages to match {count} betas, got {len(stages)}: {', '.join(stages)}"
+        )
+    return tuple(stages)
+
+
+class AttentionDistillation(nn.Module):
+    """The extra loss term Σ_l β_l · D(A(F_T^l), A(F_S^l)) for the shared training loop."""
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        student_stages: tuple[str, ...],
+        teacher_stages: tuple[str, ...],
+        student_sizes: list[tuple[int, int]],
+        config: Config,
+    ) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.taps = student_stages
+        self.teacher_stages = teacher_stages
+        self.sizes = student_sizes
+        self.config = config
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        logits: torch.Tensor,
+        features: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        cfg = self.config
+        with torch.no_grad(), FeatureTap(self.teacher, self.teacher_stages) as t_feats:
+            self.teacher(x)
+        total = logits.new_zeros(())
+        for beta, s_name, t_name, size in zip(
+            cfg.betas, self.taps, self.teacher_stages, self.sizes, strict=True
+        ):
+            a_s = normalized_attention(features[s_name], cfg.operator, cfg.p)
+            a_t = normalized_attention(t_feats[t_name], cfg.operator, cfg.p, size=size)
+            total = total + beta * attention_distance(a_s, a_t, cfg.distance)
+        return total
+
+
+def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> RepairResult:
+    """Return the NAD-repaired copy of `model` (the input model is not changed)."""
+    info: dict = {}
+    if ctx.teacher is not None:
+        teacher = copy.deepcopy(ctx.teacher)
+        info["teacher"] = "given"
+    else:
+        ft = finetune.run(model, ctx, finetune.Config(epochs=config.teacher_epochs))
+        teacher, info["teacher"], info["teacher_seconds"] = (
+            ft.model,
+            "finetune",
+            ft.info["train_seconds"],
+        )
+    n = len(config.betas)
+    s_stages = pick_stages(model, config.stages, n, "student")
+    t_stages = pick_stages(teacher, config.teacher_stages, n, "teacher")
+    s_shapes = check_attention_stages(model, s_stages, model.spec.input_shape)
+    check_attention_stages(teacher, t_stages, teacher.spec.input_shape)
+    teacher.to(ctx.device, memory_format=torch.channels_last).eval()
+    for prm in teacher.parameters():
+        prm.requires_grad_(False)
+    term = AttentionDistillation(teacher, s_stages, t_stages, [s_shapes[s][1:] for s in s_stages], config)
+    student = copy.deepcopy(model)
+    history = fit(
+        student,
+        ctx.defender_train,
+        config.train_config(),
+        extra_loss=term,
+        seed=ctx.seed,
+        device=ctx.device,
+        progress=ctx.progress,
+        description="NAD student",
+    )
+    info.update(stages=list(s_stages), teacher_stages=list(t_stages), train_seconds=history.seconds)
+    return RepairResult(student, info)

@@ -1,0 +1,1 @@
+"""What a person looks at: result tables (terminal and Markdown) and plots."""

@@ -1,0 +1,1 @@
+"""Threat simulation: backdoor poisoning and adversarial attacks."""

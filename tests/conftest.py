@@ -1,0 +1,46 @@
+"""Session-wide fixtures: Fashion-MNIST and one backdoored model trained once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MENDNET_QUIET", "1")
+
+# The backdoored model of the behaviour tests: WRN-16-1, BadNets 10% all-to-one (target 0), trained on a
+# seeded 12,000-image subset for 2 epochs (about 30 s on 2 CPU cores).
+BACKDOOR_SUBSET = 12_000
+BACKDOOR_EPOCHS = 2
+
+
+@pytest.fixture(scope="session")
+def fmnist():
+    """(train, test) Fashion-MNIST; `make setup` installs it (Debian package dataset-fashion-mnist)."""
+    from mendnet.jobs import DataRef
+
+    return DataRef("fashion-mnist").load()
+
+
+@pytest.fixture(scope="session")
+def backdoored(fmnist):
+    """An Artefact of a genuinely backdoored WRN-16-1 (not saved to disk) and its data sets."""
+    from mendnet.artefact import Artefact
+    from mendnet.jobs import DataRef, PoisonSpec, train_model
+    from mendnet.train import TrainConfig
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        epochs=BACKDOOR_EPOCHS, batch_size=128, lr=0.05, nesterov=True, crop_padding=2, flip=True
+    )
+    out = train_model(
+        DataRef("fashion-mnist"),
+        "wrn-16-1",
+        cfg,
+        poison_spec=PoisonSpec("badnets", 0, 0.1),
+        sets=fmnist,
+        train_subset=BACKDOOR_SUBSET,
+        progress=False,
+    )
+    return Artefact(out.model, out.meta, out.metrics, None)
