@@ -181,22 +181,23 @@ def test_defender_fraction_too_small(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_help_of_every_command():
+def test_help_of_every_command(capsys):
+    result = subprocess.run([sys.executable, "-m", "mendnet.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage: mendnet" in result.stdout, result.stderr
     for argv in (
-        ["--help"],
-        ["train", "--help"],
-        ["eval", "--help"],
-        ["repair", "nad", "--help"],
-        ["repair", "finetune", "--help"],
-        ["attention", "--help"],
-        ["demo", "--help"],
+        ["train"],
+        ["eval"],
+        ["repair", "nad"],
+        ["repair", "finetune"],
+        ["attention"],
+        ["attack"],
+        ["demo"],
     ):
-        result = subprocess.run([sys.executable, "-m", "mendnet.cli", *argv], capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-        assert "usage: mendnet" in result.stdout
-    nad_help = subprocess.run(
-        [sys.executable, "-m", "mendnet.cli", "repair", "nad", "--help"],
-        capture_output=True,
-        text=True,
-    ).stdout
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: mendnet" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["repair", "nad", "--help"])
+    nad_help = capsys.readouterr().out
     assert "--betas" in nad_help and "--teacher" in nad_help and "500.0" in nad_help

@@ -15,8 +15,8 @@ def test_backdoor_is_real(backdoored):
 def nad_outcome(backdoored, fmnist):
     from mendnet.jobs import repair_model
 
-    # paper defaults except a shorter student run (10 epochs, lr drop after 2) to keep the suite fast
-    cfg = nad.Config(epochs=10, teacher_epochs=10)
+    # the demo's NAD settings (paper defaults, first-phase lr 0.05) with a shorter student run (10 epochs)
+    cfg = nad.Config(epochs=10, lr=0.05)
     return repair_model(backdoored, "nad", cfg, clean_fraction=0.05, sets=fmnist, progress=False)
 
 

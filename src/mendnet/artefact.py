@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import sys
@@ -75,6 +74,22 @@ def provenance(seed: int | None) -> dict[str, Any]:
 
 def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a single file via a temporary sibling and a rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def write_artefact(
@@ -189,8 +204,3 @@ def load_artefact(path: str | Path) -> Artefact:
     model.eval()
     metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
     return Artefact(model=model, meta=meta, metrics=metrics, path=folder)
-
-
-def finite_or_none(x: float) -> float | None:
-    """JSON has no NaN: non-finite metrics are written as null."""
-    return x if math.isfinite(x) else None

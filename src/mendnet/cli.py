@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mendnet import __version__
-from mendnet.cli_config import add_config_arguments, config_from_args, parse_number
+from mendnet.cli_config import add_config_arguments, config_from_args, flag, parse_number
 from mendnet.errors import MendnetError
 from mendnet.registry import REPAIRS
 from mendnet.train import TrainConfig
@@ -52,6 +52,52 @@ def key_value(text: str) -> tuple[str, object]:
         except argparse.ArgumentTypeError:
             value = raw
     return key.strip().replace("-", "_"), value
+
+
+def attack_names() -> list[str]:
+    from mendnet.threats.adversarial import ATTACKS
+
+    return list(ATTACKS)
+
+
+def attack_fields() -> dict[str, type]:
+    from mendnet.threats.adversarial.registry import attack_fields as fields
+
+    return fields()
+
+
+ATTACK_HELP = {
+    "eps": "budget in pixel units (L∞: 8/255, or 0.1 on 28×28 greyscale; L2: 0.5)",
+    "targeted": "push toward a target label instead of away from the true one",
+    "target_mode": "targets of a targeted attack: random or least-likely",
+    "alpha": "step size (PGD: eps/4; MI-FGSM: eps/10)",
+    "steps": "iterations (PGD, MI-FGSM: 10; CW-L2: 100)",
+    "restarts": "PGD random restarts, each on the points still robust (1)",
+    "random_start": "PGD starts uniformly in the ball (on)",
+    "mu": "MI-FGSM momentum decay (1.0)",
+    "c": "CW-L2 initial trade-off constant (1.0)",
+    "kappa": "CW confidence margin (0)",
+    "lr": "CW-L2 Adam learning rate (0.01)",
+    "search_steps": "CW-L2 binary-search steps on c (5)",
+}
+
+
+def add_attack_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per attack setting (over all attacks); unset flags keep each attack's own default."""
+    group = p.add_argument_group("attack settings (each applies to the attacks that have it)")
+    for name, kind in attack_fields().items():
+        if name == "seed":  # the common --seed seeds the attacks too
+            continue
+        text = str(kind)
+        common = {"dest": f"atk_{name}", "default": None, "help": ATTACK_HELP.get(name)}
+        if "bool" in text:
+            group.add_argument(flag(name), action=argparse.BooleanOptionalAction, **common)
+        elif "float" in text:
+            group.add_argument(flag(name), type=parse_number, metavar="X", **common)
+        elif "int" in text:
+            group.add_argument(flag(name), type=int, metavar="N", **common)
+        else:
+            group.add_argument(flag(name), metavar="NAME", **common)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +174,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=4, help="number of test images (default: 4)")
     p.add_argument("--out", type=Path, default=Path("attention.png"), help="PNG file to write")
     p.add_argument("--force", action="store_true", help="replace an existing PNG")
+
+    p = sub.add_parser(
+        "attack",
+        help="clean and robust accuracy under adversarial attacks",
+        description="Robust accuracy of an artefact's model on its test set under one or more attacks "
+        "(each attack's own accuracy, and the worst case over them). Budgets are in pixel units [0, 1] "
+        "and accept fractions such as 8/255. L∞ attacks on 28×28 greyscale data default to eps 0.1.",
+    )
+    p.add_argument("model", type=Path, help="artefact folder")
+    p.add_argument(
+        "--attack",
+        dest="attacks",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"attack (repeatable; default: fgsm and pgd-linf): {', '.join(attack_names())}",
+    )
+    add_attack_arguments(p)
+    p.add_argument("--images", type=int, default=1000, help="first N test images (default: 1000)")
+    p.add_argument("--batch-size", type=int, default=250, help="attack batch size (default: 250)")
+    p.add_argument(
+        "--cascade",
+        action="store_true",
+        help="later attacks only on points still robust (cheaper; per-attack numbers become cumulative)",
+    )
+    p.add_argument(
+        "--png", type=Path, default=None, help="save clean / adversarial / perturbation of 6 images"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results JSON (default: ARTEFACT/robustness.json; the artefact's own files are never changed)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing results file")
+    add_common(p)
 
     p = sub.add_parser(
         "demo",
@@ -233,7 +315,7 @@ def cmd_repair(args: argparse.Namespace) -> None:
 def cmd_attention(args: argparse.Namespace) -> None:
     import torch
 
-    from mendnet.artefact import load_artefact
+    from mendnet.artefact import atomic_write_bytes, load_artefact
     from mendnet.data.catalog import load_dataset
     from mendnet.jobs import backdoor_test_for, data_of, threat_of
     from mendnet.report.attention_grid import attention_grid_png
@@ -252,11 +334,71 @@ def cmd_attention(args: argparse.Namespace) -> None:
     else:
         x = backdoor.trigger.apply(backdoor.data.float_images(torch.arange(n)))
     png = attention_grid_png({str(m.path.name if m.path else i): m.model for i, m in enumerate(arts)}, x)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_bytes(png)
-    tmp.replace(args.out)
+    atomic_write_bytes(args.out, png)
     print(f"wrote {args.out}")
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    import torch
+
+    from mendnet.artefact import atomic_write_bytes, atomic_write_json, load_artefact
+    from mendnet.data.catalog import load_dataset
+    from mendnet.device import resolve_device
+    from mendnet.evaluate import classify
+    from mendnet.jobs import check_fits, data_of
+    from mendnet.report.adversarial_grid import perturbation_grid_png
+    from mendnet.report.tables import print_table
+    from mendnet.threats.adversarial import make_attack, robust_accuracy
+
+    out = args.out or args.model / "robustness.json"
+    for path in (out, args.png):
+        if path is not None and path.exists() and not args.force:
+            raise MendnetError(f"{path} already exists; pass --force to replace it")
+    if args.images < 1 or args.batch_size < 1:
+        raise MendnetError("--images and --batch-size must be ≥ 1")
+    art = load_artefact(args.model)
+    ref = data_of(art.meta)
+    test = load_dataset(ref.name, "test", ref.data_dir)
+    check_fits(art.model, test)
+    test = test.subset(torch.arange(min(args.images, len(test))))
+    settings = {name: getattr(args, f"atk_{name}", None) for name in attack_fields()}
+    settings["seed"] = args.seed
+    attacks = [make_attack(name, test.shape, **settings) for name in args.attacks or ["fgsm", "pgd-linf"]]
+    device = resolve_device(args.device)
+    model = art.model.to(device)
+    result = robust_accuracy(
+        model,
+        test,
+        attacks=attacks,
+        batch_size=args.batch_size,
+        device=device,
+        progress=not args.quiet,
+        cascade=args.cascade,
+    )
+    if args.png:
+        x = test.float_images(torch.arange(min(6, len(test)))).to(device)
+        x_adv = attacks[-1](model, x, test.labels[: len(x)].to(device))
+        png = perturbation_grid_png(
+            x, x_adv, classify(model, x), classify(model, x_adv), test.classes, title=attacks[-1].name
+        )
+        atomic_write_bytes(args.png, png)
+    atomic_write_json(
+        out,
+        {
+            "model": str(args.model),
+            "n": result.n,
+            "cascade": args.cascade,
+            "clean_acc": result.clean_acc,
+            "robust_acc": result.per_attack,
+            "worst_case": result.worst_case,
+        },
+    )
+    rows = {
+        "clean": {"acc": result.clean_acc},
+        **{k: {"acc": v} for k, v in result.per_attack.items()},
+        "worst case": {"acc": result.worst_case},
+    }
+    print_table(rows, title=f"robust accuracy, {result.n} test images → {out}", first="attack")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -275,6 +417,7 @@ COMMANDS = {
     "eval": cmd_eval,
     "repair": cmd_repair,
     "attention": cmd_attention,
+    "attack": cmd_attack,
     "demo": cmd_demo,
 }
 

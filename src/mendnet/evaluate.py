@@ -19,6 +19,16 @@ EVAL_BATCH = 512
 
 
 @torch.inference_mode()
+def classify(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Predicted labels of one float batch in [0, 1] (model put in eval mode, its mode restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model(x).argmax(1)
+    finally:
+        model.train(was_training)
+
+
 def predict(
     model: nn.Module,
     data: ImageSet,
@@ -28,15 +38,10 @@ def predict(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Predicted labels (int64, on CPU) for every image, optionally after `transform` (e.g. a trigger)."""
-    was_training = model.training
-    model.eval()
-    try:
-        preds = [
-            model(transform(x) if transform is not None else x).argmax(1)
-            for x, _ in iterate_batches(data, batch_size, device=device)
-        ]
-    finally:
-        model.train(was_training)
+    preds = [
+        classify(model, transform(x) if transform is not None else x)
+        for x, _ in iterate_batches(data, batch_size, device=device)
+    ]
     return torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
 
 

@@ -8,9 +8,8 @@ from mendnet.threats.adversarial.cw import CWL2, CWLinf, margin_loss
 from mendnet.threats.adversarial.fgsm import FGSM
 from mendnet.threats.adversarial.mifgsm import MIFGSM
 from mendnet.threats.adversarial.pgd import PGD, PGDL2, PGDLinf
+from mendnet.threats.adversarial.registry import ATTACKS, make_attack
 from mendnet.threats.adversarial.robust_accuracy import RobustResult, robust_accuracy
-
-ATTACKS: dict[str, type[Attack]] = {cls.slug: cls for cls in (FGSM, PGDLinf, PGDL2, MIFGSM, CWL2, CWLinf)}
 
 __all__ = [
     "ATTACKS",
@@ -23,6 +22,7 @@ __all__ = [
     "CWLinf",
     "PGDLinf",
     "RobustResult",
+    "make_attack",
     "margin_loss",
     "robust_accuracy",
 ]

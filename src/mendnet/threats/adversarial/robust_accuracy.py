@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
+from mendnet.progress import progress_bar
 from mendnet.threats.adversarial.base import Attack, check_pixel_range, eval_mode
 
 
@@ -19,7 +19,8 @@ class RobustResult:
     """Accuracies as fractions in [0, 1] over `n` images.
 
     clean_acc: accuracy on the clean images.
-    per_attack: each attack's own robust accuracy (correct on the clean image and on its attack).
+    per_attack: each attack's own robust accuracy (correct on the clean image and on its attack);
+        with `cascade`, the accuracy left after this attack and every earlier one.
     worst_case: share of images correct on the clean image and under every attack.
     """
 
@@ -50,6 +51,7 @@ def robust_accuracy(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    cascade: bool = False,
 ) -> RobustResult:
     """Clean, per-attack and worst-case robust accuracy (methods.md §0) of `model`.
 
@@ -62,6 +64,9 @@ def robust_accuracy(
     correct; the worst case is the AND of those per-attack masks. That equals the sequential
     "attack only still-robust points" worst case (attacks are per-sample), while costing one run
     per attack instead of a second, sequential run for the worst case.
+
+    cascade: the cheaper AutoAttack-style pass: each attack runs only on the points still robust
+    after the earlier ones, so per_attack becomes cumulative and only worst_case is any attack's own.
     """
     named = _named(attacks)
     if isinstance(images, ImageSet):
@@ -89,8 +94,8 @@ def robust_accuracy(
     clean_count = torch.zeros((), dtype=torch.long, device=device)
     worst_count = torch.zeros_like(clean_count)
     counts = {name: torch.zeros_like(clean_count) for name in named}
-    with eval_mode(model), Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("robust accuracy", total=n)
+    with eval_mode(model), progress_bar(progress) as bar:
+        task = bar.add_task("robust accuracy", total=n, info=", ".join(named))
         for start in range(0, n, batch_size):
             x = raw[start : start + batch_size].to(device)
             if isinstance(images, ImageSet):
@@ -103,11 +108,17 @@ def robust_accuracy(
             idx = correct.nonzero().squeeze(1)
             clean_count += correct.sum()
             robust_all = torch.ones_like(idx, dtype=torch.bool)
-            if len(idx):
-                for name, attack in named.items():
-                    x_adv = attack(model, x[idx], y[idx])
+            for name, attack in named.items():
+                todo = idx[robust_all] if cascade else idx
+                robust = torch.zeros(0, dtype=torch.bool, device=device)
+                if len(todo):
+                    x_adv = attack(model, x[todo], y[todo])
                     with torch.inference_mode():
-                        robust = model(x_adv).argmax(dim=1) == y[idx]
+                        robust = model(x_adv).argmax(dim=1) == y[todo]
+                if cascade:
+                    robust_all[robust_all.clone()] = robust
+                    counts[name] += robust_all.sum()
+                else:
                     counts[name] += robust.sum()
                     robust_all &= robust
             worst_count += robust_all.sum()

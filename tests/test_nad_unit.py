@@ -1,0 +1,54 @@
+"""NAD's mechanics on toy data: teacher of another architecture, stage matching, the loss term."""
+
+import pytest
+import torch
+
+from mendnet.errors import MendnetError
+from mendnet.models import ModelSpec, build_classifier
+from mendnet.repair import nad
+from mendnet.repair.context import RepairContext
+from tests.test_train import toy_set
+
+
+def models():
+    torch.manual_seed(0)
+    student = build_classifier(ModelSpec("wrn-16-1", 2, (1, 8, 8), (0.4,), (0.3,)))
+    teacher = build_classifier(ModelSpec("small-cnn", 2, (1, 8, 8), (0.4,), (0.3,)))
+    return student, teacher
+
+
+def test_teacher_of_another_architecture_is_resized_and_student_input_untouched():
+    student, teacher = models()
+    data = toy_set(64)
+    ctx = RepairContext(data, data, progress=False, teacher=teacher)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    cfg = nad.Config(epochs=1, betas=(1000.0, 1000.0), batch_size=16)
+    result = nad.run(student, ctx, cfg)
+    assert result.info["stages"] == ["net.block2", "net.block3"]
+    assert result.info["teacher_stages"] == ["net.stage1", "net.stage2"]
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # a copy was trained
+    assert any(not torch.equal(before[k], v) for k, v in result.model.state_dict().items())
+
+
+def test_stage_count_mismatch_names_both_lists():
+    student, teacher = models()
+    data = toy_set(32)
+    ctx = RepairContext(data, data, progress=False, teacher=teacher)
+    with pytest.raises(MendnetError, match=r"teacher needs 3 stages.*net\.stage1, net\.stage2"):
+        nad.run(student, ctx, nad.Config(epochs=1))
+
+
+def test_distillation_term_is_zero_against_itself_and_positive_otherwise():
+    student, _teacher = models()
+    x = torch.rand(4, 1, 8, 8)
+    stages = ("net.block1", "net.block2", "net.block3")
+    shapes = [(8, 8), (4, 4), (2, 2)]
+    from mendnet.models.taps import FeatureTap
+
+    with FeatureTap(student, stages) as feats:
+        logits = student(x)
+    same = nad.AttentionDistillation(student, stages, stages, shapes, nad.Config())
+    assert same(x, None, logits, feats).item() == pytest.approx(0.0, abs=1e-7)
+    other = build_classifier(ModelSpec("wrn-16-1", 2, (1, 8, 8), (0.4,), (0.3,)))
+    differs = nad.AttentionDistillation(other, stages, stages, shapes, nad.Config())
+    assert differs(x, None, logits, feats).item() > 0
