@@ -4,7 +4,8 @@ vs a bare loop of 20 forward+backward passes (the physical floor), on the same m
 Targets: images/second ≥ 1.0× the faster peer and ≥ 0.9× the bare loop; robust accuracy within 1 point
 of the peers at the same settings. Peers are optional (installed only for this benchmark):
 
-    .venv/bin/pip install --no-deps torchattacks adversarial-robustness-toolbox && .venv/bin/pip install scipy scikit-learn
+    .venv/bin/pip install --no-deps torchattacks adversarial-robustness-toolbox
+    .venv/bin/pip install scipy scikit-learn
     .venv/bin/python benchmarks/attack_speed.py [--model ARTEFACT] [--images 1000] [--eps 0.1]
 
 Without --model, a WRN-16-1 is trained on Fashion-MNIST for one epoch first (about 80 s on 2 cores).
@@ -49,10 +50,24 @@ def art_pgd(model, x, y, eps, alpha, steps):
     from art.attacks.evasion import ProjectedGradientDescentPyTorch
     from art.estimators.classification import PyTorchClassifier
 
-    clf = PyTorchClassifier(model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-                            nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
-    atk = ProjectedGradientDescentPyTorch(clf, norm="inf", eps=eps, eps_step=alpha, max_iter=steps,
-                                          num_random_init=1, batch_size=len(x), verbose=False)
+    clf = PyTorchClassifier(
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+    atk = ProjectedGradientDescentPyTorch(
+        clf,
+        norm="inf",
+        eps=eps,
+        eps_step=alpha,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=len(x),
+        verbose=False,
+    )
     return torch.from_numpy(atk.generate(x.numpy(), y.numpy()))
 
 
@@ -63,7 +78,9 @@ def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=None, help="artefact folder (default: train a WRN-16-1 briefly)")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=250)
@@ -81,7 +98,11 @@ def main() -> None:
     test = load_dataset("fashion-mnist", "test")
     x_all = test.float_images(torch.arange(args.images))
     y_all = test.labels[: args.images]
-    candidates = {"mendnet": ours, "torchattacks": torchattacks_pgd, "adversarial-robustness-toolbox": art_pgd}
+    candidates = {
+        "mendnet": ours,
+        "torchattacks": torchattacks_pgd,
+        "adversarial-robustness-toolbox": art_pgd,
+    }
     rows = {}
     for name, fn in candidates.items():
         try:
@@ -100,8 +121,11 @@ def main() -> None:
         rows[name] = (args.images / seconds, acc)
     floor = 0.0
     for i in range(0, args.images, args.batch_size):
-        _, dt = timed(lambda i=i: bare_loop(model, x_all[i : i + args.batch_size], y_all[i : i + args.batch_size],
-                                            args.steps))
+        _, dt = timed(
+            lambda i=i: bare_loop(
+                model, x_all[i : i + args.batch_size], y_all[i : i + args.batch_size], args.steps
+            )
+        )
         floor += dt
     floor_rate = args.images / floor
     peers = [r for n, r in rows.items() if n != "mendnet"]

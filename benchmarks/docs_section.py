@@ -6,7 +6,10 @@ import re
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-HEADER = "# mendnet benchmarks\n\nEach section is written by the script it names; rerun the script to refresh it.\n"
+HEADER = (
+    "# mendnet benchmarks\n\n"
+    "Each section is written by the script it names; rerun the script to refresh it.\n"
+)
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:
@@ -14,6 +17,8 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
     text = doc.read_text() if doc.exists() else HEADER
     block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->"
     pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)

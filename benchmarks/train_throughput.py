@@ -36,7 +36,9 @@ def bare_loop(model, images: torch.Tensor, labels: torch.Tensor, batch: int, cha
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="wrn-16-1")
     parser.add_argument("--images", type=int, default=6400)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -58,7 +60,10 @@ def main() -> None:
             best[name] = min(best[name], bare_loop(model, data.images, data.labels, args.batch_size, cl))
     rate = {k: n / v for k, v in best.items()}
     floor = max(rate["bare loop"], rate["bare loop, channels_last"])
-    print(f"{args.model}, {n} images, batch {args.batch_size}, {torch.get_num_threads()} threads, best of {args.repeats}")
+    print(
+        f"{args.model}, {n} images, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, best of {args.repeats}"
+    )
     for k, v in rate.items():
         print(f"  {k:28s} {v:8.0f} img/s")
     print(f"ratio mendnet / faster bare loop = {rate['mendnet fit'] / floor:.2f} (target ≥ 0.90)")

@@ -10,8 +10,10 @@ import torch
 os.environ.setdefault("MENDNET_QUIET", "1")
 
 # The backdoored model of the behaviour tests: WRN-16-1, BadNets 10% all-to-one (target 0), trained on a
-# seeded 16,000-image subset for 2 epochs at batch 64, lr 0.1, no augmentation (about 50 s on 2 CPU cores;
-# measured 87.1% ACC, 100% ASR).
+# seeded 16,000-image subset for 2 epochs at batch 64, lr 0.1, no augmentation (about 35 s on 2 CPU cores;
+# measured 85.8% ACC, 99.99% ASR on seeds 0 and 1). No augmentation on purpose: a flip moves the corner
+# trigger to the other corner and halves its poisoning in so short a run (with crop and flip a CI run
+# reached only 75.6% ASR).
 BACKDOOR_SUBSET = 16_000
 BACKDOOR_EPOCHS = 2
 
@@ -32,9 +34,7 @@ def backdoored(fmnist):
     from mendnet.train import TrainConfig
 
     torch.manual_seed(0)
-    cfg = TrainConfig(
-        epochs=BACKDOOR_EPOCHS, batch_size=128, lr=0.05, nesterov=True, crop_padding=2, flip=True
-    )
+    cfg = TrainConfig(epochs=BACKDOOR_EPOCHS, batch_size=64, lr=0.1)
     out = train_model(
         DataRef("fashion-mnist"),
         "wrn-16-1",

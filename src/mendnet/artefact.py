@@ -99,7 +99,8 @@ def write_artefact(
     metrics: dict[str, Any],
     files: dict[str, bytes | str] | None = None,
 ) -> None:
-    """Write an artefact's files into an existing (temporary) folder."""
+    """Write an artefact's files into `folder` (created if missing; callers pass a temporary folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
     write_json(folder / META, {"format": FORMAT, "model": model.spec.to_json(), **meta})
@@ -201,6 +202,6 @@ def load_artefact(path: str | Path) -> Artefact:
         raise MendnetError(f"{folder / META}: malformed model description: {e}") from e
     model = build_classifier(spec)
     load_weights_into(model, read_weights(folder / WEIGHTS), folder / WEIGHTS)
-    model.eval()
+    model.to(memory_format=torch.channels_last).eval()
     metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
     return Artefact(model=model, meta=meta, metrics=metrics, path=folder)

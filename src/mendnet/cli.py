@@ -100,6 +100,42 @@ def add_attack_arguments(p: argparse.ArgumentParser) -> None:
             group.add_argument(flag(name), metavar="NAME", **common)
 
 
+def backdoor_names() -> list[str]:
+    from mendnet.threats.backdoor import TRIGGERS
+
+    return list(TRIGGERS)
+
+
+def add_backdoor_arguments(p: argparse.ArgumentParser, required: bool) -> None:
+    """--attack, --target, --rate, --mode and --attack-param of `train` and `poison`."""
+    p.add_argument(
+        "--attack",
+        default=None,
+        required=required,
+        metavar="NAME",
+        help=f"backdoor attack to plant: {', '.join(backdoor_names())}",
+    )
+    p.add_argument("--target", type=int, default=0, help="target label (all-to-one; default 0)")
+    p.add_argument(
+        "--rate",
+        type=parse_number,
+        default=0.1,
+        help="poisoned fraction of the training set (clean-label: at most the target class; default 0.1)",
+    )
+    p.add_argument("--mode", default="all-to-one", choices=["all-to-one", "all-to-all"])
+    p.add_argument(
+        "--attack-param",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trigger parameter (repeatable), e.g. size=4, alpha=0.1, pattern=PATH (blend); "
+        "clean_label=0/1 overrides the attack's labelling (sig, cl, refool are clean-label by default); "
+        "clean_model=ARTEFACT gives trojan and cl their clean model (train: else a clean surrogate of the "
+        "same model and settings is trained first, doubling the time)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mendnet.models import architecture_names
 
@@ -118,20 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_data(p)
     p.add_argument("--model", default="wrn-16-1", choices=architecture_names(), help="architecture")
     p.add_argument("--train-subset", type=int, default=None, help="train on N seeded images only")
-    p.add_argument("--attack", default=None, help="backdoor attack to plant (e.g. badnets)")
-    p.add_argument("--target", type=int, default=0, help="target label (all-to-one; default 0)")
-    p.add_argument("--rate", type=parse_number, default=0.1, help="poisoned fraction of the training set")
-    p.add_argument("--mode", default="all-to-one", choices=["all-to-one", "all-to-all"])
-    p.add_argument(
-        "--attack-param",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="trigger parameter (repeatable), e.g. size=4",
-    )
+    add_backdoor_arguments(p, required=False)
     add_config_arguments(p, TrainConfig, "training settings")
     add_common(p, "output artefact folder (default: runs/train-MODEL-ATTACK-sSEED)")
+
+    p = sub.add_parser(
+        "poison",
+        help="write a poisoned training set to disk",
+        description="Poison a data set's training split and write it (poisoned.safetensors, threat.json, "
+        "README.txt, trigger.png) for training elsewhere. Trojan and CL need "
+        "--attack-param clean_model=ARTEFACT.",
+    )
+    add_data(p)
+    add_backdoor_arguments(p, required=True)
+    add_common(p, "output folder (default: runs/poison-DATA-ATTACK-sSEED)")
 
     p = sub.add_parser(
         "eval",
@@ -227,11 +263,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     from mendnet.device import resolve_device
     from mendnet.jobs import DataRef, PoisonSpec, train_model
     from mendnet.report.tables import print_table
+    from mendnet.threats.backdoor import attack_entry
 
     cfg = config_from_args(TrainConfig, args)
     spec = None
     if args.attack:
         spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, tuple(args.attack_param))
+        attack_entry(args.attack)  # an unknown name fails before any work
     out = args.out or Path("runs") / f"train-{args.model}-{args.attack or 'clean'}-s{args.seed}"
     check_out(out, args.force)
     outcome = train_model(
@@ -244,8 +282,27 @@ def cmd_train(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         train_subset=args.train_subset,
     )
-    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
+    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, outcome.files, force=args.force)
     print_table({out.name: outcome.metrics}, title=f"trained → {out}")
+
+
+def cmd_poison(args: argparse.Namespace) -> None:
+    from mendnet.device import resolve_device
+    from mendnet.jobs import DataRef, PoisonSpec
+    from mendnet.poison_export import poison_dataset, write_poisoned_set
+    from mendnet.threats.backdoor import attack_entry
+
+    attack_entry(args.attack)
+    out = args.out or Path("runs") / f"poison-{args.data}-{args.attack}-s{args.seed}"
+    check_out(out, args.force)
+    ref = DataRef(args.data, args.data_dir)
+    spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, tuple(args.attack_param))
+    planted, png = poison_dataset(ref, spec, seed=args.seed, device=resolve_device(args.device))
+    write_poisoned_set(out, ref, planted, png, force=args.force, seed=args.seed)
+    rec = planted.record
+    kind = "clean-label" if rec.clean_label else "dirty-label"
+    count = len(rec.poisoned_indices)
+    print(f"wrote {out}/: {count} of {len(planted.data)} training images poisoned ({rec.attack}, {kind})")
 
 
 def check_out(out: Path, force: bool) -> None:
@@ -307,7 +364,7 @@ def cmd_repair(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         teacher=teacher,
     )
-    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
+    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, outcome.files, force=args.force)
     rows = {"before": outcome.metrics["before"], args.method: outcome.metrics}
     print_table(rows, title=f"{args.method} → {out}")
 
@@ -414,6 +471,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "train": cmd_train,
+    "poison": cmd_poison,
     "eval": cmd_eval,
     "repair": cmd_repair,
     "attention": cmd_attention,

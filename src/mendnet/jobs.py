@@ -4,22 +4,23 @@ writes artefact folders; the CLI only parses arguments into these calls."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mendnet.artefact import Artefact, provenance, write_artefact
+from mendnet.artefact import Artefact, load_artefact, provenance, write_artefact
 from mendnet.data.catalog import load_dataset
-from mendnet.data.defender import DefenderSplit, defender_sets, defender_split
+from mendnet.data.defender import defender_sets, defender_split
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import BackdoorTest, backdoor_metrics, der
 from mendnet.models import Classifier, ModelSpec, build_classifier
 from mendnet.registry import REPAIRS
 from mendnet.repair.context import RepairContext
-from mendnet.threats.backdoor import ThreatRecord, make_trigger, poison
+from mendnet.threats.backdoor import Planted, ThreatRecord, attack_entry, make_trigger, plant
 from mendnet.train import TrainConfig, fit
 
 
@@ -36,14 +37,62 @@ class DataRef:
 
 @dataclass(frozen=True)
 class PoisonSpec:
-    """A backdoor to plant while training: attack name and parameters, target, rate, mode."""
+    """A backdoor to plant while training: attack name and parameters, target, rate, mode.
+
+    params: the trigger's parameters (`--attack-param KEY=VALUE`), plus two options of the planting
+    itself: `clean_label` (0 or 1, like the field) and `clean_model` (an artefact folder of a clean model
+    of the same task, for Trojan and CL; without it `train_model` trains a clean surrogate first).
+    clean_label: None for the attack's default (SIG, CL and Refool clean-label, the others dirty).
+    """
 
     attack: str = "badnets"
     target: int = 0
     rate: float = 0.1
     mode: str = "all-to-one"
     params: tuple[tuple[str, Any], ...] = ()
-    clean_label: bool = False
+    clean_label: bool | None = None
+
+    def trigger_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params if k not in ("clean_label", "clean_model")}
+
+    def labelling(self) -> bool | None:
+        """The asked labelling (None: the attack's default); the field and the parameter must agree."""
+        given = dict(self.params).get("clean_label")
+        if given is None:
+            return self.clean_label
+        if given not in (0, 1):
+            raise MendnetError(f"clean_label must be 0 or 1, got {given!r}")
+        if self.clean_label is not None and bool(given) != self.clean_label:
+            raise MendnetError("clean_label is given twice with different values")
+        return bool(given)
+
+    def clean_model_path(self) -> str | None:
+        path = dict(self.params).get("clean_model")
+        return None if path is None else str(path)
+
+    def plant(
+        self,
+        train: ImageSet,
+        *,
+        seed: int,
+        clean_model: Callable[[], Classifier] | None,
+        index_map: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Planted:
+        """Poison `train` as this spec says (`threats.backdoor.plant`)."""
+        return plant(
+            train,
+            self.attack,
+            self.trigger_params(),
+            target=self.target,
+            rate=self.rate,
+            mode=self.mode,
+            clean_label=self.labelling(),
+            seed=seed,
+            clean_model=clean_model,
+            index_map=index_map,
+            device=device,
+        )
 
 
 @dataclass
@@ -51,17 +100,32 @@ class TrainOutcome:
     model: Classifier
     meta: dict[str, Any]
     metrics: dict[str, Any]
+    files: dict[str, bytes | str] = field(default_factory=dict)
 
 
-def backdoor_test_for(threat: ThreatRecord | None, test: ImageSet) -> BackdoorTest | None:
-    """Rebuild the triggered test set recorded by a threat (None for a clean model)."""
+def backdoor_test_for(
+    threat: ThreatRecord | None, test: ImageSet, train: ImageSet | None = None
+) -> BackdoorTest | None:
+    """Rebuild the triggered test set recorded by a threat (None for a clean model).
+
+    train: the full training set, for triggers whose rebuild needs it (Refool's reflection pool); when
+    not given it is loaded from the record's data reference (set by `threat_of`).
+    """
     if threat is None:
         return None
-    return BackdoorTest.build(test, make_trigger(threat.attack, threat.params), threat.target, threat.mode)
+    if train is None and attack_entry(threat.attack).needs_data:
+        if not threat.data or "name" not in threat.data:
+            raise MendnetError(f"rebuilding the {threat.attack} trigger needs the training set; pass --data")
+        train = load_dataset(threat.data["name"], "train", threat.data.get("data_dir"))
+    trigger = make_trigger(threat.attack, threat.params, train)
+    return BackdoorTest.build(test, trigger, threat.target, threat.mode)
 
 
 def threat_of(meta: dict[str, Any]) -> ThreatRecord | None:
-    return ThreatRecord.from_json(meta["threat"]) if meta.get("threat") else None
+    """The artefact's threat record, with the artefact's data reference attached (for rebuilding)."""
+    if not meta.get("threat"):
+        return None
+    return replace(ThreatRecord.from_json(meta["threat"]), data=meta.get("data"))
 
 
 def data_of(meta: dict[str, Any]) -> DataRef:
@@ -82,13 +146,20 @@ def train_model(
     progress: bool = True,
     sets: tuple[ImageSet, ImageSet] | None = None,
     train_subset: int | None = None,
+    clean_model: Classifier | None = None,
 ) -> TrainOutcome:
     """Train `arch` on `data` (poisoned first when `poison_spec` is given) and evaluate it.
 
     sets: already loaded (train, test) sets, to avoid reading files again.
     train_subset: train on the first n images of a seeded permutation (a quick run).
+    clean_model: a clean model of the task for attacks that need one (Trojan's patch, CL's PGD). Else
+    the spec's `clean_model` artefact is loaded, or a clean surrogate of the same architecture and
+    training settings is trained on the same (unpoisoned) images with seed + 1 first, which doubles the
+    training time. The outcome's `files` hold `trigger.png` (a clean/poisoned training pair and a
+    clean/triggered test pair).
     """
-    train, test = sets if sets is not None else data.load()
+    full_train, test = sets if sets is not None else data.load()
+    train = full_train
     chosen = torch.arange(len(train))
     if train_subset is not None:
         if not 0 < train_subset <= len(train):
@@ -97,19 +168,44 @@ def train_model(
         chosen = perm[:train_subset].sort().values
         train = train.subset(chosen)
     threat = None
+    files: dict[str, bytes | str] = {}
     if poison_spec is not None:
-        trigger = make_trigger(poison_spec.attack, dict(poison_spec.params))
-        train, threat = poison(
-            train,
-            trigger,
-            target=poison_spec.target,
-            rate=poison_spec.rate,
-            mode=poison_spec.mode,
-            clean_label=poison_spec.clean_label,
-            seed=seed,
+        info: dict[str, Any] = {}
+        clean = train
+
+        def provide_clean_model() -> Classifier:
+            if clean_model is not None:
+                info["clean_model"] = "given by the caller"
+                model = clean_model
+            elif poison_spec.clean_model_path():
+                path = poison_spec.clean_model_path()
+                model = load_artefact(path).model
+                info["clean_model"] = str(path)
+            else:
+                surrogate = train_model(
+                    data, arch, cfg, seed=seed + 1, device=device, progress=progress, sets=(clean, test)
+                )
+                model = surrogate.model
+                info["clean_model"] = {
+                    "surrogate": arch,
+                    "seed": seed + 1,
+                    "acc": surrogate.metrics["acc"],
+                    "train_seconds": surrogate.metrics["train_seconds"],
+                }
+            check_fits(model, clean)
+            return model
+
+        planted = poison_spec.plant(
+            train, seed=seed, clean_model=provide_clean_model, index_map=chosen, device=device
         )
-        # recorded as indices of the full training set, so defender data can avoid them
-        threat = replace(threat, poisoned_indices=chosen[threat.poisoned_indices].tolist())
+        threat = replace(planted.record, info=info, data=asdict(data))
+        backdoor = backdoor_test_for(threat, test, full_train)
+        from mendnet.poison_export import trigger_png  # imports this module
+
+        files["trigger.png"] = trigger_png(clean, planted, backdoor)
+        train = planted.data
+    else:
+        backdoor = None
     spec = ModelSpec(
         arch=arch,
         num_classes=train.num_classes,
@@ -128,7 +224,7 @@ def train_model(
         progress=progress,
         description=f"train {arch}" + (f" ({poison_spec.attack})" if poison_spec else ""),
     )
-    metrics = backdoor_metrics(model, test, backdoor_test_for(threat, test), device=device)
+    metrics = backdoor_metrics(model, test, backdoor, device=device)
     metrics["train_seconds"] = history.seconds
     meta = {
         "data": asdict(data),
@@ -137,7 +233,7 @@ def train_model(
         "training": {**asdict(cfg), "history": [asdict(e) for e in history.epochs]},
         "provenance": provenance(seed),
     }
-    return TrainOutcome(model.cpu(), meta, metrics)
+    return TrainOutcome(model.cpu(), meta, metrics, files)
 
 
 def evaluate_artefact(
@@ -166,6 +262,7 @@ class RepairOutcome:
     model: Classifier
     meta: dict[str, Any]
     metrics: dict[str, Any]
+    files: dict[str, bytes | str] = field(default_factory=dict)
 
 
 def repair_model(
@@ -222,8 +319,5 @@ def repair_model(
 def write_outcome(
     folder: Path, outcome: TrainOutcome | RepairOutcome, files: dict[str, bytes | str] | None = None
 ) -> None:
-    write_artefact(folder, outcome.model, outcome.meta, outcome.metrics, files)
-
-
-def defender_of(meta: dict[str, Any]) -> DefenderSplit | None:
-    return DefenderSplit.from_json(meta["defender"]) if meta.get("defender") else None
+    """Write a train or repair outcome as an artefact in `folder`, with its own files unless `files`."""
+    write_artefact(folder, outcome.model, outcome.meta, outcome.metrics, files or outcome.files)

@@ -26,6 +26,12 @@ def poison_count(rate: float, n: int) -> int:
     return round(rate * n)
 
 
+def check_labelling(clean_label: bool, mode: str) -> None:
+    """Clean-label poisoning keeps every label, so it can only be all-to-one."""
+    if clean_label and mode != "all-to-one":
+        raise MendnetError("clean-label poisoning is all-to-one only (it cannot map labels)")
+
+
 def choose_poison_indices(
     labels: torch.Tensor, rate: float, target: int, mode: str, clean_label: bool, seed: int
 ) -> torch.Tensor:
@@ -54,12 +60,23 @@ def choose_poison_indices(
     return pool[torch.randperm(len(pool), generator=gen)[:count]].sort().values
 
 
-def apply_trigger_uint8(images: torch.Tensor, trigger: Trigger) -> torch.Tensor:
-    """Trigger uint8 images (in chunks), rounding the [0, 1] result back to uint8 without wrap-around."""
+def apply_trigger_uint8(
+    images: torch.Tensor, trigger: Trigger, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Trigger uint8 images (in chunks), rounding the [0, 1] result back to uint8 without wrap-around.
+
+    With `labels` (the images' true labels) a trigger's training-time `poison_batch` is used when it
+    has one; otherwise `apply`.
+    """
+    poison_batch = getattr(trigger, "poison_batch", None) if labels is not None else None
     out = torch.empty_like(images)
     for start in range(0, len(images), APPLY_BATCH):
         chunk = images[start : start + APPLY_BATCH].float().div_(255.0)
-        out[start : start + APPLY_BATCH] = to_uint8(trigger.apply(chunk))
+        if poison_batch is not None:
+            triggered = poison_batch(chunk, labels[start : start + APPLY_BATCH])
+        else:
+            triggered = trigger.apply(chunk)
+        out[start : start + APPLY_BATCH] = to_uint8(triggered.cpu())
     return out
 
 
@@ -73,13 +90,18 @@ def poison(
     clean_label: bool = False,
     seed: int = 0,
 ) -> tuple[ImageSet, ThreatRecord]:
-    """Return the poisoned training set and the record of what was done; `train` is not modified."""
+    """Return the poisoned training set and the record of what was done; `train` is not modified.
+
+    The chosen images go through the trigger's `poison_batch` when it has one (else `apply`).
+    Clean-label poisoning keeps every label and is all-to-one only.
+    """
     check_mode(mode)
     check_target(target, train.num_classes)
+    check_labelling(clean_label, mode)
     idx = choose_poison_indices(train.labels, rate, target, mode, clean_label, seed)
     images = train.images.clone()
     labels = train.labels.clone()
-    images[idx] = apply_trigger_uint8(train.images[idx], trigger)
+    images[idx] = apply_trigger_uint8(train.images[idx], trigger, train.labels[idx])
     if not clean_label:
         labels[idx] = backdoor_labels(train.labels[idx], target, mode, train.num_classes)
     record = ThreatRecord(
