@@ -56,7 +56,16 @@ def main() -> None:
             f"| {row} | {mean_std([m['acc'] for m in ms])} | {mean_std([m['asr'] for m in ms])} | "
             f"{mean_std([m['ra'] for m in ms])} | {secs:.0f} |"
         )
-    lines += ["", f"Whole demo: {statistics.mean(r['seconds'] for r in runs):.0f} s per seed on average."]
+    per_seed = ", ".join(
+        f"seed {s}: NAD ASR {100 * r['nad']['asr']:.2f}%, "
+        f"ACC drop {100 * (r['backdoored']['acc'] - r['nad']['acc']):.2f}"
+        for s, r in zip(args.seeds, runs, strict=True)
+    )
+    lines += [
+        "",
+        f"Per seed (the demo's acceptance: NAD ASR ≤ 5%, ACC drop ≤ 3 points): {per_seed}.",
+        f"Whole demo: {statistics.mean(r['seconds'] for r in runs):.0f} s per seed on average.",
+    ]
     write_section("nad_table", "\n".join(lines))
     print("\n".join(lines))
 

@@ -33,9 +33,10 @@ class DemoConfig:
     """The demo's settings; the backdoored model is trained briefly (3 epochs) to fit 10 CPU minutes.
 
     nad_lr: the student's first-phase lr. NAD's paper uses 0.1 (tuned on CIFAR-10); on this setting
-    (2,700 defender images of Fashion-MNIST) 0.1 cost 6.1 ACC points for ASR 2.9%, 0.05 cost 2.9 points
-    for ASR 3.0% and 0.03 left ASR at 10.4% (seed 0; docs/benchmarks.md). The demo uses 0.05; the
-    `nad` method keeps the paper's default.
+    (2,700 defender images of Fashion-MNIST, seed 0) 0.1 cost 6.1 ACC points for ASR 2.9%, 0.05 cost
+    3.0 points for ASR 3.1%, 0.04 cost 1.8 points for ASR 4.4% and 0.03 left ASR at 10.4%
+    (docs/benchmarks.md). The demo uses 0.045, between the two limits of its acceptance (ASR ≤ 5%, at
+    most 3 ACC points lost); the `nad` method keeps the paper's default.
     """
 
     data: str = "fashion-mnist"
@@ -48,7 +49,7 @@ class DemoConfig:
     epochs: int = 3
     batch_size: int = 128
     lr: float = 0.05
-    nad_lr: float = 0.05
+    nad_lr: float = 0.045
     seed: int = 0
 
 
