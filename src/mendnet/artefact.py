@@ -105,7 +105,12 @@ def write_artefact(
     save_file(state, str(folder / WEIGHTS))
     write_json(folder / META, {"format": FORMAT, "model": model.spec.to_json(), **meta})
     write_json(folder / METRICS, metrics)
-    for name, content in (files or {}).items():
+    write_files(folder, files or {})
+
+
+def write_files(folder: Path, files: dict[str, bytes | str]) -> None:
+    """Write each named file (text or bytes) into `folder`, creating sub-folders as needed."""
+    for name, content in files.items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, str):

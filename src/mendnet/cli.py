@@ -201,6 +201,26 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(m, method.config, f"{name} settings")
         add_common(m, "output artefact folder (default: runs/PARENT-METHOD)")
 
+    from mendnet.detect.neural_cleanse import Config as NCConfig
+
+    p = sub.add_parser(
+        "detect",
+        help="find a backdoor's target label by Neural Cleanse",
+        description="Reverse-engineer the smallest trigger of every label on seeded clean defender data "
+        "and flag the labels whose trigger is anomalously small (Neural Cleanse, Wang et al. 2019). "
+        "Writes detect.json, reversed_trigger.safetensors (reusable by `repair neural-cleanse --trigger`) "
+        "and reversed_trigger.png; the input artefact is not changed. " + (NCConfig.__doc__ or ""),
+    )
+    p.add_argument("model", type=Path, help="artefact folder")
+    p.add_argument(
+        "--clean-fraction",
+        type=parse_number,
+        default=0.05,
+        help="defender data as a fraction of the training set (default: 0.05)",
+    )
+    add_config_arguments(p, NCConfig, "neural cleanse settings")
+    add_common(p, "output folder (default: runs/ARTEFACT-detect)")
+
     p = sub.add_parser(
         "attention",
         help="PNG of per-stage attention maps of triggered images",
@@ -369,6 +389,34 @@ def cmd_repair(args: argparse.Namespace) -> None:
     print_table(rows, title=f"{args.method} → {out}")
 
 
+def cmd_detect(args: argparse.Namespace) -> None:
+    from mendnet.artefact import atomic_output_dir, load_artefact, write_files
+    from mendnet.detect.neural_cleanse import Config as NCConfig
+    from mendnet.device import resolve_device
+    from mendnet.jobs import detect_artefact
+    from mendnet.report.tables import print_detection_table
+
+    cfg = config_from_args(NCConfig, args)
+    out = args.out or Path("runs") / f"{args.model.resolve().name}-detect"
+    check_out(out, args.force)
+    art = load_artefact(args.model)
+    outcome = detect_artefact(
+        art,
+        cfg,
+        clean_fraction=args.clean_fraction,
+        seed=args.seed,
+        device=resolve_device(args.device),
+        progress=not args.quiet,
+    )
+    with atomic_output_dir(out, args.force) as tmp:
+        write_files(tmp, outcome.files)
+    flagged = ", ".join(map(str, outcome.report["flagged"])) or "none"
+    seconds = outcome.report["seconds"]
+    print_detection_table(
+        outcome.report["labels"], title=f"neural cleanse: flagged {flagged} ({seconds:.0f} s) → {out}"
+    )
+
+
 def cmd_attention(args: argparse.Namespace) -> None:
     import torch
 
@@ -474,6 +522,7 @@ COMMANDS = {
     "poison": cmd_poison,
     "eval": cmd_eval,
     "repair": cmd_repair,
+    "detect": cmd_detect,
     "attention": cmd_attention,
     "attack": cmd_attack,
     "demo": cmd_demo,

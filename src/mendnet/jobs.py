@@ -3,6 +3,7 @@ writes artefact folders; the CLI only parses arguments into these calls."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -13,8 +14,11 @@ import torch
 
 from mendnet.artefact import Artefact, load_artefact, provenance, write_artefact
 from mendnet.data.catalog import load_dataset
-from mendnet.data.defender import defender_sets, defender_split
+from mendnet.data.defender import DefenderSplit, defender_sets, defender_split
 from mendnet.data.imageset import ImageSet
+from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.detect.neural_cleanse import reverse_engineer
+from mendnet.detect.reversed_trigger import TRIGGER_FILE, TRIGGER_PNG
 from mendnet.errors import MendnetError
 from mendnet.evaluate import BackdoorTest, backdoor_metrics, der
 from mendnet.models import Classifier, ModelSpec, build_classifier
@@ -257,6 +261,12 @@ def check_fits(model: Classifier, data: ImageSet) -> None:
         raise MendnetError(f"model outputs {spec.num_classes} classes but {data.name} has {data.num_classes}")
 
 
+def defender_of(threat: ThreatRecord | None, n_train: int, clean_fraction: float, seed: int) -> DefenderSplit:
+    """The seeded clean defender split of the training set (the threat's poisoned images excluded)."""
+    poisoned = torch.tensor(threat.poisoned_indices, dtype=torch.long) if threat else None
+    return defender_split(n_train, clean_fraction, seed=seed, exclude=poisoned)
+
+
 @dataclass
 class RepairOutcome:
     model: Classifier
@@ -286,8 +296,7 @@ def repair_model(
     train, test = sets if sets is not None else ref.load()
     check_fits(art.model, test)
     threat = threat_of(art.meta)
-    poisoned = torch.tensor(threat.poisoned_indices, dtype=torch.long) if threat else None
-    split = defender_split(len(train), clean_fraction, seed=seed, exclude=poisoned)
+    split = defender_of(threat, len(train), clean_fraction, seed)
     d_train, d_val = defender_sets(train, split)
     backdoor = backdoor_test_for(threat, test)
     if before is None:
@@ -313,7 +322,7 @@ def repair_model(
         "defender": split.to_json(),
         "provenance": provenance(seed),
     }
-    return RepairOutcome(result.model.cpu(), meta, metrics)
+    return RepairOutcome(result.model.cpu(), meta, metrics, result.files)
 
 
 def write_outcome(
@@ -321,3 +330,68 @@ def write_outcome(
 ) -> None:
     """Write a train or repair outcome as an artefact in `folder`, with its own files unless `files`."""
     write_artefact(folder, outcome.model, outcome.meta, outcome.metrics, files or outcome.files)
+
+
+@dataclass
+class DetectOutcome:
+    """A detection's report (JSON-able, also in `files` as detect.json) and the files of its folder."""
+
+    report: dict[str, Any]
+    files: dict[str, bytes | str]
+
+
+def detect_artefact(
+    art: Artefact,
+    config: NCConfig,
+    *,
+    clean_fraction: float = 0.05,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    sets: tuple[ImageSet, ImageSet] | None = None,
+) -> DetectOutcome:
+    """Neural Cleanse on an artefact's model: reverse every label's trigger on seeded clean defender data,
+    flag the outlier labels. The test set is used only for the figure's true/reversed trigger pair
+    (when the artefact records a threat). Files: detect.json, the reversed trigger and its PNG."""
+    from mendnet.report.trigger_grid import reversed_trigger_png
+
+    ref = data_of(art.meta)
+    train, test = sets if sets is not None else ref.load()
+    check_fits(art.model, test)
+    threat = threat_of(art.meta)
+    split = defender_of(threat, len(train), clean_fraction, seed)
+    d_train, _ = defender_sets(train, split)
+    triggers, log = reverse_engineer(art.model, d_train, config, seed=seed, device=device, progress=progress)
+    flagged = triggers.flagged(config.threshold)
+    report = {
+        "model": str(art.path) if art.path else None,
+        "method": "neural-cleanse",
+        "config": asdict(config),
+        "clean_fraction": clean_fraction,
+        "labels": [{**row, "class": test.classes[row["label"]]} for row in triggers.table(config.threshold)],
+        "flagged": flagged,
+        "threat_target": threat.target if threat else None,
+        "epochs": log.epochs,
+        "seconds": log.seconds,
+        "defender": split.to_json(),
+        "provenance": provenance(seed),
+    }
+    comparison = []
+    backdoor = backdoor_test_for(threat, test, train)
+    if backdoor is not None and len(backdoor.data):
+        x = backdoor.data.float_images(torch.arange(1))
+        shown = flagged[0] if flagged else int(triggers.norms.argmin())
+        comparison = [
+            (x[0], "test image"),
+            (backdoor.trigger.apply(x)[0], f"true trigger ({threat.attack})"),
+            (
+                triggers.stamp(x, torch.tensor([shown]))[0],
+                f"reversed, label {shown}" + ("" if flagged else " (not flagged)"),
+            ),
+        ]
+    files: dict[str, bytes | str] = {
+        "detect.json": json.dumps(report, indent=2) + "\n",
+        TRIGGER_FILE: triggers.to_bytes(),
+        TRIGGER_PNG: reversed_trigger_png(triggers, test.classes, config.threshold, comparison),
+    }
+    return DetectOutcome(report, files)

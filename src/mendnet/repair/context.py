@@ -8,7 +8,10 @@ from typing import Any
 import torch
 
 from mendnet.data.imageset import ImageSet
+from mendnet.errors import MendnetError
 from mendnet.models import Classifier
+
+MIN_VAL_IMAGES = 10
 
 
 @dataclass
@@ -23,10 +26,21 @@ class RepairContext:
     progress: bool = True
     teacher: Classifier | None = None
 
+    def require_val(self, method: str) -> None:
+        """MendnetError unless the validation split has at least MIN_VAL_IMAGES images (a method that
+        decides on it, e.g. a stopping rule, needs more than a handful)."""
+        if len(self.defender_val) < MIN_VAL_IMAGES:
+            raise MendnetError(
+                f"{method} needs at least {MIN_VAL_IMAGES} defender validation images, got "
+                f"{len(self.defender_val)}; raise the clean fraction"
+            )
+
 
 @dataclass
 class RepairResult:
-    """The repaired model and what the method wants recorded (JSON-able)."""
+    """The repaired model, what the method wants recorded (JSON-able `info`), and files for the output
+    artefact (name → bytes or text, e.g. a reversed trigger's PNG)."""
 
     model: Classifier
     info: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes | str] = field(default_factory=dict)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from torch import nn
 
 from mendnet.models import Classifier
 from mendnet.repair.context import RepairContext, RepairResult
@@ -25,16 +28,26 @@ class Config:
     cutout: int = 3
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(schedule="constant", **asdict(self))
+        """The training loop's settings from FT's own fields (a subclass, such as fine-pruning's Config,
+        adds fields of its own)."""
+        return TrainConfig(schedule="constant", **{f.name: getattr(self, f.name) for f in fields(Config)})
 
 
-def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> RepairResult:
-    """Return a fine-tuned copy of `model` (the input model is not changed)."""
+def run(
+    model: Classifier,
+    ctx: RepairContext,
+    config: Config = Config(),
+    *,
+    after_backward: Callable[[nn.Module], None] | None = None,
+) -> RepairResult:
+    """Return a fine-tuned copy of `model` (the input model is not changed). after_backward: the training
+    loop's hook, called after each backward (e.g. fine-pruning keeps pruned weights' gradients at zero)."""
     tuned = copy.deepcopy(model)
     history = fit(
         tuned,
         ctx.defender_train,
         config.train_config(),
+        after_backward=after_backward,
         seed=ctx.seed,
         device=ctx.device,
         progress=ctx.progress,

@@ -59,3 +59,20 @@ def print_table(rows: Mapping[str, Mapping[str, Any]], title: str = "", first: s
     for name, metrics in rows.items():
         table.add_row(name, *(cell(c, metrics.get(c)) for c in cols))
     Console().print(table)
+
+
+def print_detection_table(rows: list[Mapping[str, Any]], title: str = "") -> None:
+    """Print Neural Cleanse's per-label rows (label, class, ‖m‖₁ in pixels, anomaly index, flagged)."""
+    table = Table(title=title or None)
+    for name in ("label", "class", "‖m‖₁", "anomaly index", "flagged"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for row in rows:
+        index = row["anomaly_index"]
+        table.add_row(
+            str(row["label"]),
+            str(row.get("class", "")),
+            f"{row['norm']:.1f}" + ("" if row["reached"] else " (not reached)"),
+            "inf" if index is None else f"{index:.2f}",
+            "yes" if row["flagged"] else "",
+        )
+    Console().print(table)

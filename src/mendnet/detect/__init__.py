@@ -1,0 +1,1 @@
+"""Backdoor detection by trigger reverse engineering: Neural Cleanse (methods.md §2)."""
