@@ -6,9 +6,11 @@ of the peers at the same settings. Peers are optional (installed only for this b
 
     .venv/bin/pip install --no-deps torchattacks adversarial-robustness-toolbox
     .venv/bin/pip install scipy scikit-learn
-    .venv/bin/python benchmarks/attack_speed.py [--model ARTEFACT] [--images 1000] [--eps 0.1]
+    .venv/bin/python benchmarks/attack_speed.py [--model ARTEFACT] [--images 1000] [--eps 0.1] [--device auto]
 
 Without --model, a WRN-16-1 is trained on Fashion-MNIST for one epoch first (about 80 s on 2 cores).
+Each implementation attacks one untimed warm-up batch first; on CUDA the clock is read after a
+synchronise. Writes section `attack_speed_<device type>` of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from docs_section import write_section
+from docs_section import DOC, write_section
 
 from mendnet.artefact import load_artefact
 from mendnet.data.catalog import load_dataset
+from mendnet.device import resolve_device
 from mendnet.jobs import DataRef, train_model
 from mendnet.threats.adversarial import PGD
 from mendnet.train import TrainConfig
@@ -47,6 +51,7 @@ def torchattacks_pgd(model, x, y, eps, alpha, steps):
 
 
 def art_pgd(model, x, y, eps, alpha, steps):
+    device_type = "gpu" if x.is_cuda else "cpu"
     from art.attacks.evasion import ProjectedGradientDescentPyTorch
     from art.estimators.classification import PyTorchClassifier
 
@@ -56,7 +61,7 @@ def art_pgd(model, x, y, eps, alpha, steps):
         input_shape=tuple(x.shape[1:]),
         nb_classes=10,
         clip_values=(0.0, 1.0),
-        device_type="cpu",
+        device_type=device_type,
     )
     atk = ProjectedGradientDescentPyTorch(
         clf,
@@ -68,12 +73,17 @@ def art_pgd(model, x, y, eps, alpha, steps):
         batch_size=len(x),
         verbose=False,
     )
-    return torch.from_numpy(atk.generate(x.numpy(), y.numpy()))
+    return torch.from_numpy(atk.generate(x.cpu().numpy(), y.cpu().numpy())).to(x.device)
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """fn's result and its wall-clock seconds (device work finished before the clock is read)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return out, time.perf_counter() - start
 
 
@@ -86,18 +96,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     alpha = args.eps / 4
     if args.model:
         model = load_artefact(args.model).model
     else:
-        model = train_model(DataRef(), "wrn-16-1", TrainConfig(epochs=1, lr=0.05), progress=False).model
-    model.eval()
+        cfg = TrainConfig(epochs=1, lr=0.05)
+        model = train_model(DataRef(), "wrn-16-1", cfg, progress=False, device=device).model
+    model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     test = load_dataset("fashion-mnist", "test")
-    x_all = test.float_images(torch.arange(args.images))
-    y_all = test.labels[: args.images]
+    x_all = test.float_images(torch.arange(args.images)).to(device)
+    y_all = test.labels[: args.images].to(device)
     candidates = {
         "mendnet": ours,
         "torchattacks": torchattacks_pgd,
@@ -106,6 +120,7 @@ def main() -> None:
     rows = {}
     for name, fn in candidates.items():
         try:
+            fn(model, x_all[: args.batch_size], y_all[: args.batch_size], args.eps, alpha, args.steps)
             parts, seconds = [], 0.0
             for i in range(0, args.images, args.batch_size):
                 x, y = x_all[i : i + args.batch_size], y_all[i : i + args.batch_size]
@@ -132,8 +147,9 @@ def main() -> None:
     lines = [
         f"## PGD-L∞ speed ({args.images} Fashion-MNIST test images, ε {args.eps}, α ε/4, {args.steps} steps)",
         "",
-        f"`benchmarks/attack_speed.py`, {time.strftime('%Y-%m-%d')}, CPU, {torch.get_num_threads()} threads,"
-        f" batch {args.batch_size}.",
+        f"`benchmarks/attack_speed.py --device {device.type}`, {time.strftime('%Y-%m-%d')}, "
+        f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}, batch {args.batch_size}; "
+        "one warm-up batch per implementation.",
         "",
         "| implementation | images/s | robust accuracy % | vs bare loop |",
         "|---|---|---|---|",
@@ -143,7 +159,7 @@ def main() -> None:
     if peers and "mendnet" in rows:
         best_peer = max(r for r, _ in peers)
         lines += ["", f"mendnet / faster peer: {rows['mendnet'][0] / best_peer:.2f}× (target ≥ 1.0)"]
-    write_section("attack_speed", "\n".join(lines))
+    write_section(f"attack_speed_{device.type}", "\n".join(lines), args.doc)
     print("\n".join(lines))
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import torch
-from docs_section import write_section
+from docs_section import DOC, write_section
 
 from mendnet.demo import DemoConfig, run_demo
 from mendnet.device import resolve_device
@@ -33,6 +33,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     args = parser.parse_args()
     device = resolve_device(args.device)
     runs = []
@@ -66,7 +67,7 @@ def main() -> None:
         f"Per seed (the demo's acceptance: NAD ASR ≤ 5%, ACC drop ≤ 3 points): {per_seed}.",
         f"Whole demo: {statistics.mean(r['seconds'] for r in runs):.0f} s per seed on average.",
     ]
-    write_section("nad_table", "\n".join(lines))
+    write_section("nad_table", "\n".join(lines), args.doc)
     print("\n".join(lines))
 
 

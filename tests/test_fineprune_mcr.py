@@ -186,10 +186,16 @@ def test_curve_training_moves_only_the_bend():
 
 def test_choose_t():
     acc = {0.1: 0.80, 0.2: 0.845, 0.3: 0.86, 0.4: 0.87}
-    assert mcr.choose_t(acc, 0.86, 0.01) == (0.3, "within tolerance")
-    assert mcr.choose_t(acc, 0.855, 0.01) == (0.2, "within tolerance")
+    assert mcr.choose_t(acc, 0.86, 0.01, "smallest") == (0.3, "within tolerance")
+    assert mcr.choose_t(acc, 0.855, 0.01, "smallest") == (0.2, "within tolerance")
+    assert mcr.choose_t(acc, 0.855, 0.01, "middle") == (0.4, "within tolerance")
     assert mcr.choose_t(acc, 0.95, 0.01) == (0.4, "most accurate")
     assert mcr.choose_t({0.1: 0.5, 0.2: 0.5}, 0.9, 0.01) == (0.1, "most accurate")
+    # middle: nearest 0.5, ties to the fine-tuned side; the accuracy filter still applies
+    flat = {t / 10: 0.9 for t in range(1, 10)}
+    assert mcr.choose_t(flat, 0.9, 0.01) == (0.5, "within tolerance")
+    assert mcr.choose_t({**flat, 0.5: 0.7}, 0.9, 0.01) == (0.6, "within tolerance")
+    assert mcr.choose_t({**flat, 0.5: 0.7, 0.6: 0.7}, 0.9, 0.01) == (0.4, "within tolerance")
 
 
 def test_mcr_run_on_toy_data_records_its_choice():
@@ -204,7 +210,7 @@ def test_mcr_run_on_toy_data_records_its_choice():
     best = max(info["val_acc_endpoints"])
     within = [t for t in cfg.t_grid if info["val_acc"][f"{t:g}"] >= best - 0.01 - 1e-9]
     if info["rule"] == "within tolerance":
-        assert info["t"] == within[0]
+        assert info["t"] == min(within, key=lambda t: (abs(t - 0.5), -t))
     else:
         assert not within
     assert isinstance(result.model, Classifier)
@@ -258,8 +264,9 @@ def test_fineprune_removes_backdoor_and_keeps_accuracy(backdoored, fp_outcome):
 
 # MCR: the w₂ fine-tuning runs 2 epochs instead of 10 and the bend 6 epochs at lr 0.1 instead of 100 at lr
 # 0.01, so that in a tenth of the steps the bend moves about as far from the straight line as in the full run
-# (measured on this fixture, test-set ASR along the curve: t = 0.5–0.8 at 8–15% here, 12–14% at t = 0.6–0.8
-# with the full defaults), while t is still chosen by methods.md's rule.
+# (an earlier measurement on this fixture: test-set ASR 8–15% at t = 0.5–0.8 here, 12–14% at t = 0.6–0.8 with
+# the full defaults), while t is still chosen by the default rule (the qualifying t nearest the middle, after
+# the accuracy filter, which can push it towards the ends).
 
 
 @pytest.fixture(scope="module")
@@ -282,16 +289,17 @@ def test_mcr_keeps_accuracy_along_the_curve_and_follows_its_rule(backdoored, mcr
     assert len(val_acc) == 9 and min(val_acc.values()) >= best - 0.05, info  # a low-loss path
     within = [t for t in sorted(val_acc) if val_acc[t] >= best - 0.01 - 1e-9]
     if info["rule"] == "within tolerance":
-        assert info["t"] == within[0]
+        assert info["t"] == min(within, key=lambda t: (abs(t - 0.5), -t))
     else:
         assert not within
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="methods.md's rule (smallest t within 1 point of the best endpoint) picks a t next to the "
-    "backdoored model: measured t = 0.2 here, ASR ≈ 100%; t = 0.1 with the full defaults, ASR 100%, while "
-    "t = 0.6–0.8 of that curve has ASR 12–14% at the same ACC",
+    reason="MCR with t chosen on defender data alone does not remove this BadNets backdoor: the default rule "
+    "(the qualifying t nearest the middle) measured ASR 99.6% on this fixture, and 80% on the full demo "
+    'setting (docs/benchmarks.md, defense_table); the rule "smallest" picked t = 0.1, ASR 100%, here with '
+    "the full defaults",
 )
 def test_mcr_removes_backdoor(backdoored, mcr_outcome):
     before, after = backdoored.metrics, mcr_outcome.metrics

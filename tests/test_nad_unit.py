@@ -52,3 +52,18 @@ def test_distillation_term_is_zero_against_itself_and_positive_otherwise():
     other = build_classifier(ModelSpec("wrn-16-1", 2, (1, 8, 8), (0.4,), (0.3,)))
     differs = nad.AttentionDistillation(other, stages, stages, shapes, nad.Config())
     assert differs(x, None, logits, feats).item() > 0
+
+
+def test_teacher_from_scratch_is_a_fresh_network_of_the_student_architecture():
+    student, _ = models()
+    data = toy_set(64)
+    ctx = RepairContext(data, data, progress=False)
+    cfg = nad.Config(epochs=1, teacher_epochs=1, batch_size=16, teacher_init="scratch")
+    teacher, seconds = nad.train_teacher(student, ctx, cfg)
+    assert seconds > 0 and teacher.spec == student.spec and teacher is not student
+    # not a copy of the student: trained from other (fresh) weights
+    assert any(not torch.equal(a, b) for a, b in zip(teacher.parameters(), student.parameters(), strict=True))
+    result = nad.run(student, ctx, cfg)
+    assert result.info["teacher"] == "scratch" and result.info["teacher_seconds"] > 0
+    with pytest.raises(MendnetError, match="unknown teacher init 'twin'"):
+        nad.Config(teacher_init="twin")

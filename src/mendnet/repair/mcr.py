@@ -17,9 +17,17 @@ model.
 
 BatchNorm running statistics are not points of the curve: at each t they are recomputed on the defender's
 training split (one pass without augmentation, cumulative average). t is chosen on the defender validation
-split: the smallest t of `t_grid` = {0.1, …, 0.9} whose accuracy is within `tolerance` = 1 point of the
-better endpoint's, the endpoints evaluated as they are (methods.md, our choice); when no t qualifies, the
-most accurate t of the grid (our choice).
+split (our choice; the paper picks t by looking at the backdoor's success, which a defender cannot
+measure): among the t of `t_grid` = {0.1, …, 0.9} whose accuracy is within `tolerance` = 1 point of the
+better endpoint's (the endpoints evaluated as they are), `t_rule = "middle"` takes the one nearest the
+middle of the curve, t = 0.5 (ties to the larger t, the fine-tuned side), and `t_rule = "smallest"` the
+smallest. When no t qualifies, the most accurate t of the grid. "smallest" is the rule methods.md first
+wrote down; measured on the test suite's backdoored WRN-16-1 it picks t = 0.1 with the full defaults and
+keeps the backdoor (ASR 100%), because the curve's accuracy is flat and the points next to w₁ still carry
+w₁'s backdoor, while the middle of the same curve (t = 0.5–0.8) had ASR 8–15%: the paper's finding that
+the backdoor lives at the ends of the path, not its middle. Hence "middle" is the default. It is no cure:
+with t chosen on clean data alone MCR kept much of the backdoor in our measurements (BadNets ASR 80% on the
+demo setting, 99.6% on the test suite's model; docs/benchmarks.md, section `defense_table`).
 
 Defaults of the curve training are the authors' release (IBM/model-sanitization, curve training of the
 backdoor experiments): 100 epochs, batch 128, SGD lr 0.01, momentum 0.9, weight decay 1e-4, random crop
@@ -47,6 +55,8 @@ from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
 from mendnet.train import TrainConfig, fit
 
+T_RULES = ("middle", "smallest")
+
 
 @dataclass(frozen=True)
 class Config:
@@ -55,7 +65,8 @@ class Config:
 
     finetune_epochs: FT epochs for w₂ when no teacher is given (methods.md §2: 10).
     t_grid: the curve points tried, each t in [0, 1]. tolerance: how far below the better endpoint's
-    validation accuracy a chosen t may be (a fraction: 0.01 = 1 point).
+    validation accuracy a chosen t may be (a fraction: 0.01 = 1 point). t_rule: "middle" (the qualifying
+    t nearest 0.5) or "smallest" (the smallest qualifying t); see the module docstring.
     """
 
     epochs: int = 100
@@ -69,12 +80,15 @@ class Config:
     finetune_epochs: int = 10
     t_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     tolerance: float = 0.01
+    t_rule: str = "middle"
 
     def __post_init__(self) -> None:
         if not self.t_grid or not all(0.0 <= t <= 1.0 for t in self.t_grid):
             raise MendnetError(f"t grid must be one or more values in [0, 1], got {self.t_grid}")
         if not self.tolerance >= 0.0:
             raise MendnetError(f"tolerance must be ≥ 0, got {self.tolerance}")
+        if self.t_rule not in T_RULES:
+            raise MendnetError(f"unknown t rule {self.t_rule!r}; choose {', '.join(T_RULES)}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -161,13 +175,18 @@ def recompute_batchnorm(
     update_bn(iterate_batches(data, batch_size, device=device), model)
 
 
-def choose_t(accuracies: dict[float, float], best_endpoint: float, tolerance: float) -> tuple[float, str]:
-    """(t, rule): the smallest t whose accuracy is ≥ best_endpoint − tolerance ("within tolerance"), else the
-    most accurate t, the smallest of equals ("most accurate"). Accuracies and tolerance are fractions."""
+def choose_t(
+    accuracies: dict[float, float], best_endpoint: float, tolerance: float, rule: str = "middle"
+) -> tuple[float, str]:
+    """(t, why): among the t whose accuracy is ≥ best_endpoint − tolerance, the one nearest 0.5 (ties to the
+    larger t) for rule "middle", the smallest for rule "smallest" (why = "within tolerance"); when none
+    qualifies, the most accurate t, the smallest of equals ("most accurate"). Accuracies and tolerance are
+    fractions."""
     ts = sorted(accuracies)
     within = [t for t in ts if accuracies[t] >= best_endpoint - tolerance - 1e-9]
     if within:
-        return within[0], "within tolerance"
+        pick = min(within, key=lambda t: (abs(t - 0.5), -t)) if rule == "middle" else within[0]
+        return pick, "within tolerance"
     return max(ts, key=lambda t: accuracies[t]), "most accurate"
 
 
@@ -200,7 +219,7 @@ def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> Rep
 
     endpoints = [accuracy(net, ctx.defender_val, device=ctx.device) for net in (curve.start, curve.end)]
     val_acc = {t: accuracy(point(t), ctx.defender_val, device=ctx.device) for t in config.t_grid}
-    chosen, rule = choose_t(val_acc, max(endpoints), config.tolerance)
+    chosen, rule = choose_t(val_acc, max(endpoints), config.tolerance, config.t_rule)
     repaired = point(chosen)
     info.update(
         t=chosen,

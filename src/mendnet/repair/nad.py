@@ -10,18 +10,20 @@ the teacher frozen, A an attention operator (default A^2_sum) and D the distance
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from mendnet.errors import MendnetError
 from mendnet.losses.attention import attention_distance, normalized_attention
-from mendnet.models import Classifier, check_attention_stages
+from mendnet.models import Classifier, build_classifier, check_attention_stages
 from mendnet.models.taps import FeatureTap
 from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
 from mendnet.train import TrainConfig, fit
+
+TEACHER_INITS = ("finetune", "scratch")
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,10 @@ class Config:
 
     stages: student stage names; empty = the model's deepest len(betas) stages (our choice for models
     with more stages than betas). teacher_stages: matched in order; empty = the teacher's deepest ones.
-    teacher_epochs: FT epochs for the teacher when none is given.
+    teacher_epochs: epochs of the teacher's training when none is given. teacher_init: "finetune" (the
+    paper's default: FT of a copy of the backdoored model) or "scratch" (the paper's variant: a fresh network
+    of the student's architecture trained on the defender data alone; our choice of its schedule: FT's
+    settings but lr 0.1 with a cosine decay, as a network that starts from random weights needs).
     """
 
     epochs: int = 20
@@ -48,9 +53,16 @@ class Config:
     stages: tuple[str, ...] = ()
     teacher_stages: tuple[str, ...] = ()
     teacher_epochs: int = 10
+    teacher_init: str = "finetune"
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 3
+
+    def __post_init__(self) -> None:
+        if self.teacher_init not in TEACHER_INITS:
+            raise MendnetError(
+                f"unknown teacher init {self.teacher_init!r}; choose {', '.join(TEACHER_INITS)}"
+            )
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -117,6 +129,28 @@ class AttentionDistillation(nn.Module):
         return total
 
 
+def train_teacher(model: Classifier, ctx: RepairContext, config: Config) -> tuple[Classifier, float]:
+    """NAD's teacher and its training seconds: a fine-tuned copy of `model`, or (teacher_init "scratch") a
+    fresh network of its architecture, seeded with ctx.seed, trained on the defender data alone."""
+    ft = finetune.Config(epochs=config.teacher_epochs)
+    if config.teacher_init == "finetune":
+        result = finetune.run(model, ctx, ft)
+        return result.model, result.info["train_seconds"]
+    torch.manual_seed(ctx.seed)
+    teacher = build_classifier(model.spec)
+    cfg = replace(ft.train_config(), lr=0.1, schedule="cosine")
+    history = fit(
+        teacher,
+        ctx.defender_train,
+        cfg,
+        seed=ctx.seed,
+        device=ctx.device,
+        progress=ctx.progress,
+        description="NAD teacher from scratch",
+    )
+    return teacher, history.seconds
+
+
 def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> RepairResult:
     """Return the NAD-repaired copy of `model` (the input model is not changed)."""
     info: dict = {}
@@ -124,12 +158,8 @@ def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> Rep
         teacher = copy.deepcopy(ctx.teacher)
         info["teacher"] = "given"
     else:
-        ft = finetune.run(model, ctx, finetune.Config(epochs=config.teacher_epochs))
-        teacher, info["teacher"], info["teacher_seconds"] = (
-            ft.model,
-            "finetune",
-            ft.info["train_seconds"],
-        )
+        teacher, info["teacher_seconds"] = train_teacher(model, ctx, config)
+        info["teacher"] = config.teacher_init
     n = len(config.betas)
     s_stages = pick_stages(model, config.stages, n, "student")
     t_stages = pick_stages(teacher, config.teacher_stages, n, "teacher")

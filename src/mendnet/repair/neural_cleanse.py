@@ -2,8 +2,11 @@
 
 Reverse the trigger of every label on the defender data (`mendnet.detect.neural_cleanse`), or reuse a
 reversed trigger file; flag the outlier labels (anomaly index > 2, below the median norm); then fine-tune
-for 1 epoch on the defender data with the reversed trigger of a flagged label stamped on 20% of it,
-labels unchanged, so that the model learns to ignore the trigger.
+on the defender data with the reversed trigger of a flagged label stamped on 20% of it, labels unchanged,
+so that the model learns to ignore the trigger. The paper fine-tunes 1 epoch on 10% of the training set;
+mendnet's default defender data is 5% of it, so the default is 2 epochs, the same number of images seen
+(our choice; measured on the test suite's backdoored WRN-16-1, 1 epoch of 2,700 defender images left ASR at
+99.96–100% on seeds 0–2, 2 epochs brought it to 2.5–2.9%).
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from mendnet.train import TrainConfig, fit
 class Config(nc.Config):
     """Neural Cleanse: the reverse-engineering settings, then unlearning.
 
-    Unlearning: `unlearn_epochs` 1 and `stamp_fraction` 0.2 (paper); SGD lr 0.01, momentum 0.9, weight
-    decay 5e-4, batch 64, constant lr, as fine-tuning (our choice: the paper gives none); no
+    Unlearning: `unlearn_epochs` 2 (the images of the paper's 1 epoch on 10% of the training set, with
+    5% defender data; see the module docstring) and `stamp_fraction` 0.2 (paper); SGD lr 0.01, momentum
+    0.9, weight decay 5e-4, batch 64, constant lr, as fine-tuning (our choice: the paper gives none); no
     augmentation (our choice: a crop or flip would move the stamped trigger off its place). When no label
     is flagged the model is returned unchanged: the paper patches only models it detects as infected.
     trigger: a `reversed_trigger.safetensors` (or a folder holding one: a `mendnet detect` output or a
     neural-cleanse artefact) to reuse instead of reversing again.
     """
 
-    unlearn_epochs: int = 1
+    unlearn_epochs: int = 2
     stamp_fraction: float = 0.2
     unlearn_lr: float = 0.01
     unlearn_batch_size: int = 64
