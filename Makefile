@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test lint bench clean data
+.PHONY: setup demo test lint bench clean data browser
 
 setup: $(STAMP) data
 
@@ -25,10 +25,20 @@ data:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else echo "Fashion-MNIST missing and no apt-get: 'mendnet' commands accept --data-dir or --download"; fi
 
+# Headless Chromium and its driver for the test of the audit's HTML report (Debian packages, ~350 MB);
+# `make test` installs them, `make demo` does not need them.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
+	    echo "chromium missing: run 'sudo apt-get install chromium chromium-driver' (HTML report test)"; exit 0; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "chromium missing and no apt-get: the HTML report test skips (fails in CI)"; fi
+
 demo: setup
 	$(BIN)/mendnet demo --force
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 lint: setup

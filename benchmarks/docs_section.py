@@ -1,24 +1,15 @@
-"""Replace one named section of docs/benchmarks.md (between HTML comment markers) with new text."""
+"""docs/benchmarks.md and its named sections (`mendnet.bench.docs.write_section`, which `mendnet bench
+--doc` uses too)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from mendnet.bench.docs import write_section as _write_section
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-HEADER = (
-    "# mendnet benchmarks\n\n"
-    "Each section is written by the script it names; rerun the script to refresh it.\n"
-)
 
 
 def write_section(name: str, body: str, doc: Path = DOC) -> None:
-    """Put `body` between `<!-- begin NAME -->` and `<!-- end NAME -->`, appending the section if new."""
-    text = doc.read_text() if doc.exists() else HEADER
-    block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->"
-    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
-    text = (
-        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    )
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    """Put `body` between `<!-- begin NAME -->` and `<!-- end NAME -->` of `doc` (default: DOC)."""
+    _write_section(name, body, doc)

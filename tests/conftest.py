@@ -48,6 +48,17 @@ def backdoored(fmnist):
 
 
 @pytest.fixture(scope="session")
+def nad_repaired(backdoored, fmnist):
+    """The `backdoored` model repaired by NAD (a RepairOutcome): paper defaults except the first-phase lr
+    (0.05; the demo: 0.045) and a shorter run (10 epochs). Shared by the repair and audit tests."""
+    from mendnet.jobs import repair_model
+    from mendnet.repair import nad
+
+    cfg = nad.Config(epochs=10, lr=0.05)
+    return repair_model(backdoored, "nad", cfg, clean_fraction=0.05, sets=fmnist, progress=False)
+
+
+@pytest.fixture(scope="session")
 def clean_small_cnn(fmnist):
     """A clean (not poisoned) small CNN on a 12,000-image Fashion-MNIST subset, 2 epochs (~85% ACC)."""
     from mendnet.artefact import Artefact

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mendnet.repair import finetune, nad
+from mendnet.repair import finetune
 
 
 def test_backdoor_is_real(backdoored):
@@ -12,12 +12,8 @@ def test_backdoor_is_real(backdoored):
 
 
 @pytest.fixture(scope="module")
-def nad_outcome(backdoored, fmnist):
-    from mendnet.jobs import repair_model
-
-    # paper defaults except the first-phase lr (0.05; the demo: 0.045) and a shorter run (10 epochs)
-    cfg = nad.Config(epochs=10, lr=0.05)
-    return repair_model(backdoored, "nad", cfg, clean_fraction=0.05, sets=fmnist, progress=False)
+def nad_outcome(nad_repaired):
+    return nad_repaired  # conftest: paper defaults except lr 0.05 and 10 epochs
 
 
 def test_nad_removes_backdoor_and_keeps_accuracy(backdoored, nad_outcome):

@@ -14,7 +14,7 @@ from pathlib import Path
 from mendnet import __version__
 from mendnet.cli_config import add_config_arguments, config_from_args, flag, parse_number
 from mendnet.errors import MendnetError
-from mendnet.registry import REPAIRS
+from mendnet.registry import REPAIRS, ROBUSTIFIERS
 from mendnet.train import TrainConfig
 
 ERROR_EXIT = 2
@@ -136,6 +136,108 @@ def add_backdoor_arguments(p: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
+def add_robustify_parser(sub: argparse._SubParsersAction) -> None:
+    """`robustify METHOD`, one sub-command per registered robustifier, flags generated from its Config."""
+    from mendnet.models import architecture_names
+    from mendnet.robust.transfer import SPLITS
+
+    p = sub.add_parser(
+        "robustify",
+        help="robustness training or transfer (PGD-AT, TRADES, FGSM-RS, Shafahi, Robust-KD, AGKD-BML)",
+        description="Train a robust model and write an artefact whose metrics.json has clean accuracy, "
+        "robust accuracy under FGSM, PGD-L∞ (7 and 20 steps), PGD-L2 (ε 0.25, 0.5), CW-L∞ and the worst "
+        "case over them, and training seconds. L∞ budgets default to 0.1 on 28×28 greyscale, else 8/255.",
+    )
+    methods = p.add_subparsers(dest="method", required=True, metavar="METHOD")
+    for name, method in ROBUSTIFIERS.items():
+        m = methods.add_parser(name, help=method.summary, description=method.config.__doc__)
+        role = getattr(method.config, "teacher_role", None)
+        if role:
+            m.add_argument(
+                "--teacher",
+                type=Path,
+                required=True,
+                help=f"{role} teacher artefact, frozen; the student starts as its copy (a new head when "
+                "the task has other classes)",
+            )
+        else:
+            m.add_argument("--arch", default="small-cnn", choices=architecture_names(), help="fresh model")
+        m.add_argument("--model", type=Path, default=None, help="artefact to start from instead")
+        add_data(m, default=None)
+        m.add_argument(
+            "--split",
+            default="all",
+            choices=SPLITS,
+            help="train on the whole training set, or its source / target half by samples (default: all)",
+        )
+        m.add_argument("--split-seed", type=int, default=0, help="seed of the halves (default: 0)")
+        m.add_argument("--train-subset", type=int, default=None, help="train on N seeded images only")
+        m.add_argument("--eval-images", type=int, default=1000, help="first N test images (default: 1000)")
+        m.add_argument(
+            "--eval-eps", type=parse_number, default=None, help="L∞ budget of the report's attacks"
+        )
+        add_config_arguments(m, method.config, f"{name} settings")
+        add_common(m, "output artefact folder (default: runs/robustify-METHOD-SPLIT-sSEED)")
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    """`bench RECIPE`: a grid of cells from a TOML recipe (mendnet.bench)."""
+    p = sub.add_parser(
+        "bench",
+        help="run a benchmark grid described by a TOML recipe (resumable; locally or on Ray)",
+        description="Run the grid of a recipe (data sets × models × attacks × repairs or robustifiers × "
+        "seeds; see recipes/). Each finished cell is saved as cells/ID.json in the output folder and "
+        "skipped when the run is repeated; results.csv, results.json and tables.md (mean ± std over "
+        "seeds) cover every finished cell.",
+    )
+    p.add_argument("recipe", type=Path, help="recipe TOML file")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/bench-NAME)")
+    p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (extra: mendnet[ray])")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--max-cells", type=int, default=None, help="stop after computing N cells")
+    p.add_argument("--doc", type=Path, default=None, help="also write the tables as a section of this file")
+    p.add_argument("--section", default=None, help="section name in --doc (default: the recipe's name)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def add_audit_parser(sub: argparse._SubParsersAction) -> None:
+    """`audit MODEL`: accuracy, Neural Cleanse, robust accuracy, attention maps and advice (mendnet.audit)."""
+    from mendnet.audit.run import AuditConfig
+
+    p = sub.add_parser(
+        "audit",
+        help="check one model for backdoors and adversarial weakness; writes report.html and report.md",
+        description="Audit a model: clean accuracy, Neural Cleanse detection (anomaly index of every "
+        "label), robust accuracy under FGSM, PGD-L∞ and CW-L∞ (ε 0.1 on 28×28 greyscale, else 8/255), "
+        "attention maps of defender images stamped with the most suspicious label's reversed trigger, "
+        "and advice. Writes report.html (self-contained), report.md, audit.json and the figures.",
+    )
+    p.add_argument(
+        "model",
+        help="artefact folder, a weights file (.safetensors/.pt, with --arch and --data), or "
+        "module:factory / path/file.py:factory returning the trained network (with --data)",
+    )
+    p.add_argument("--arch", default=None, help="architecture of a weights file (a name or module:factory)")
+    add_data(p, default=None)
+    d = AuditConfig()
+    for name, text in (
+        ("test_images", "first N test images"),
+        ("nc_epochs", "Neural Cleanse epochs"),
+        ("nc_batches", "Neural Cleanse batches per epoch"),
+        ("nc_batch_size", "Neural Cleanse batch size"),
+        ("attack_steps", "PGD-L∞ and CW-L∞ steps"),
+    ):
+        p.add_argument(flag(name), type=int, default=getattr(d, name), help=f"{text} ({getattr(d, name)})")
+    p.add_argument("--eps", type=parse_number, default=None, help="L∞ budget, e.g. 8/255 (default: above)")
+    p.add_argument(
+        "--clean-fraction",
+        type=parse_number,
+        default=d.clean_fraction,
+        help=f"defender data as a fraction of the training set ({d.clean_fraction})",
+    )
+    add_common(p, "output folder (default: runs/audit-MODEL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mendnet.models import architecture_names
 
@@ -221,6 +323,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, NCConfig, "neural cleanse settings")
     add_common(p, "output folder (default: runs/ARTEFACT-detect)")
 
+    from mendnet.repair.lancet.repair import Config as LancetConfig
+
+    p = sub.add_parser(
+        "locate",
+        help="find the error-inducing weights of a backdoor or of misclassifications (AI-Lancet)",
+        description="Locate the error-inducing neurons (weights) behind wrong outputs on seeded clean "
+        "defender data (AI-Lancet, Zhao et al. 2021): per-layer ablation statistics, the chosen layer and "
+        "its vote map. Backdoor mode uses Neural Cleanse's reversed trigger of the flagged label (the "
+        "recorded trigger only with --oracle-trigger); --misclassified locates the defender images the "
+        "model gets wrong. Writes locate.json, votes.safetensors and lancet.png; the input artefact is not "
+        "changed. " + (LancetConfig.__doc__ or ""),
+    )
+    p.add_argument("model", type=Path, help="artefact folder")
+    p.add_argument(
+        "--clean-fraction",
+        type=parse_number,
+        default=0.05,
+        help="defender data as a fraction of the training set (default: 0.05)",
+    )
+    add_config_arguments(p, LancetConfig, "ai-lancet settings")
+    add_common(p, "output folder (default: runs/ARTEFACT-locate)")
+
     p = sub.add_parser(
         "attention",
         help="PNG of per-stage attention maps of triggered images",
@@ -264,8 +388,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="results JSON (default: ARTEFACT/robustness.json; the artefact's own files are never changed)",
     )
+    p.add_argument(
+        "--steps-curve",
+        default=None,
+        metavar="N,N,...",
+        help="also accuracy under PGD-L∞ with each step count, e.g. 0,7,25,100 (0: clean), as JSON and a PNG",
+    )
+    p.add_argument(
+        "--curve-png",
+        type=Path,
+        default=None,
+        help="PNG of the steps curve (default: beside the results JSON)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing results file")
     add_common(p)
+
+    add_robustify_parser(sub)
+    add_bench_parser(sub)
+    add_audit_parser(sub)
 
     p = sub.add_parser(
         "demo",
@@ -417,6 +557,36 @@ def cmd_detect(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_locate(args: argparse.Namespace) -> None:
+    from mendnet.artefact import atomic_output_dir, load_artefact, write_files
+    from mendnet.device import resolve_device
+    from mendnet.repair.lancet.job import locate_artefact
+    from mendnet.repair.lancet.repair import Config as LancetConfig
+
+    cfg = config_from_args(LancetConfig, args)
+    out = args.out or Path("runs") / f"{args.model.resolve().name}-locate"
+    check_out(out, args.force)
+    art = load_artefact(args.model)
+    outcome = locate_artefact(
+        art,
+        cfg,
+        clean_fraction=args.clean_fraction,
+        seed=args.seed,
+        device=resolve_device(args.device),
+        progress=not args.quiet,
+    )
+    with atomic_output_dir(out, args.force) as tmp:
+        write_files(tmp, outcome.files)
+    report = outcome.report
+    for row in report["layers"]:
+        ratio = "-" if row["min_ratio"] is None else f"{row['min_ratio']:.2g}"
+        print(f"{row['layer']:<24} corrected {row['successes']:>3}/{row['samples']}  minimal ratio {ratio}")
+    print(
+        f"chosen layer {report['chosen_layer']}: {report['ei_neurons']} EI neurons of "
+        f"{report['layer_weights']} weights → {out}"
+    )
+
+
 def cmd_attention(args: argparse.Namespace) -> None:
     import torch
 
@@ -452,11 +622,14 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from mendnet.evaluate import classify
     from mendnet.jobs import check_fits, data_of
     from mendnet.report.adversarial_grid import perturbation_grid_png
+    from mendnet.report.steps_curve import accuracy_vs_steps, parse_steps, steps_curve_png
     from mendnet.report.tables import print_table
     from mendnet.threats.adversarial import make_attack, robust_accuracy
 
     out = args.out or args.model / "robustness.json"
-    for path in (out, args.png):
+    curve_steps = parse_steps(args.steps_curve) if args.steps_curve else None
+    curve_png = (args.curve_png or out.parent / "steps_curve.png") if curve_steps else None
+    for path in (out, args.png, curve_png):
         if path is not None and path.exists() and not args.force:
             raise MendnetError(f"{path} already exists; pass --force to replace it")
     if args.images < 1 or args.batch_size < 1:
@@ -487,23 +660,140 @@ def cmd_attack(args: argparse.Namespace) -> None:
             x, x_adv, classify(model, x), classify(model, x_adv), test.classes, title=attacks[-1].name
         )
         atomic_write_bytes(args.png, png)
-    atomic_write_json(
-        out,
-        {
-            "model": str(args.model),
-            "n": result.n,
-            "cascade": args.cascade,
-            "clean_acc": result.clean_acc,
-            "robust_acc": result.per_attack,
-            "worst_case": result.worst_case,
-        },
-    )
+    report = {
+        "model": str(args.model),
+        "n": result.n,
+        "cascade": args.cascade,
+        "clean_acc": result.clean_acc,
+        "robust_acc": result.per_attack,
+        "worst_case": result.worst_case,
+    }
+    if curve_steps and curve_png:
+        curve = accuracy_vs_steps(
+            model,
+            test,
+            curve_steps,
+            settings=settings,
+            device=device,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        )
+        name = make_attack("pgd-linf", test.shape, **settings).name
+        report["steps_curve"] = {"attack": name, "accuracy": {str(k): v for k, v in curve.items()}}
+        atomic_write_bytes(curve_png, steps_curve_png(curve, f"{args.model.name}: {name}, {result.n} images"))
+    atomic_write_json(out, report)
     rows = {
         "clean": {"acc": result.clean_acc},
         **{k: {"acc": v} for k, v in result.per_attack.items()},
         "worst case": {"acc": result.worst_case},
     }
     print_table(rows, title=f"robust accuracy, {result.n} test images → {out}", first="attack")
+
+
+def cmd_robustify(args: argparse.Namespace) -> None:
+    from mendnet.artefact import load_artefact, save_artefact
+    from mendnet.device import resolve_device
+    from mendnet.jobs import DataRef, data_of
+    from mendnet.report.tables import print_table
+    from mendnet.robust.job import robustify_model
+
+    cfg = config_from_args(ROBUSTIFIERS[args.method].config, args)
+    out = args.out or Path("runs") / f"robustify-{args.method}-{args.split}-s{args.seed}"
+    check_out(out, args.force)
+    teacher = load_artefact(args.teacher) if getattr(args, "teacher", None) else None
+    init = load_artefact(args.model) if args.model else None
+    source = init or teacher
+    if args.data:
+        data = DataRef(args.data, args.data_dir)
+    else:
+        data = data_of(source.meta) if source else DataRef("fashion-mnist", args.data_dir)
+    outcome = robustify_model(
+        args.method,
+        cfg,
+        data=data,
+        teacher=teacher,
+        init=init,
+        arch=getattr(args, "arch", "small-cnn"),
+        split=args.split,
+        split_seed=args.split_seed,
+        train_subset=args.train_subset,
+        eval_images=args.eval_images,
+        eval_eps=args.eval_eps,
+        seed=args.seed,
+        device=resolve_device(args.device),
+        progress=not args.quiet,
+    )
+    save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
+    m = outcome.metrics
+    attacks = [k for k in m if k not in ("acc", "worst_case", "eps_linf", "eval_images", "train_seconds")]
+    rows = {
+        "clean": {"acc": m["acc"]},
+        **{k: {"acc": m[k]} for k in attacks},
+        "worst case": {"acc": m["worst_case"]},
+    }
+    title = f"{args.method}: trained in {m['train_seconds']:.0f} s, {m['eval_images']} test images → {out}"
+    print_table(rows, title=title, first="attack")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from mendnet.bench import load_recipe, run_bench, write_doc_section
+
+    recipe = load_recipe(args.recipe)
+    out = args.out or Path("runs") / f"bench-{recipe.name}"
+    summary = run_bench(
+        recipe,
+        out,
+        engine="ray" if args.ray or args.ray_address else "local",
+        ray_address=args.ray_address,
+        max_cells=args.max_cells,
+        progress=not args.quiet,
+    )
+    if args.doc:
+        write_doc_section(recipe, out, args.doc, args.section)
+    print(
+        f"{len(summary.computed)} cells computed, {len(summary.skipped)} already finished, "
+        f"{len(summary.missing)} left ({summary.seconds:.0f} s) → {out}/results.csv, tables.md"
+    )
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    from mendnet.artefact import atomic_output_dir, save_artefact, write_files
+    from mendnet.audit import AuditConfig, audit_model, load_audit_model
+    from mendnet.detect.reversed_trigger import TRIGGER_FILE
+    from mendnet.device import resolve_device
+    from mendnet.jobs import DataRef
+
+    name = Path(args.model.rstrip("/")).name.replace(":", "-") or "model"
+    out = args.out or Path("runs") / f"audit-{name}"
+    check_out(out, args.force)
+    cfg = AuditConfig(
+        test_images=args.test_images,
+        clean_fraction=args.clean_fraction,
+        nc_epochs=args.nc_epochs,
+        nc_batches=args.nc_batches,
+        nc_batch_size=args.nc_batch_size,
+        attack_steps=args.attack_steps,
+        eps=args.eps,
+        seed=args.seed,
+    )
+    art = load_audit_model(args.model, args.arch, DataRef(args.data, args.data_dir) if args.data else None)
+    model_ref = str(art.path) if art.path else str(out / "model")  # a bare model is saved for the repairs
+    outcome = audit_model(
+        art,
+        cfg,
+        device=resolve_device(args.device),
+        progress=not args.quiet,
+        model_ref=model_ref,
+        trigger_ref=str(out / TRIGGER_FILE),
+    )
+    with atomic_output_dir(out, args.force) as tmp:
+        write_files(tmp, outcome.files)
+        if art.path is None:
+            save_artefact(tmp / "model", art.model.cpu(), art.meta, outcome.report["clean"])
+    flagged = ", ".join(map(str, outcome.report["detection"]["flagged"])) or "none"
+    print(f"audit → {out}/report.html (flagged: {flagged})")
+    for line in outcome.report["advice"]:
+        print(f"- {line}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -523,8 +813,12 @@ COMMANDS = {
     "eval": cmd_eval,
     "repair": cmd_repair,
     "detect": cmd_detect,
+    "locate": cmd_locate,
     "attention": cmd_attention,
     "attack": cmd_attack,
+    "robustify": cmd_robustify,
+    "bench": cmd_bench,
+    "audit": cmd_audit,
     "demo": cmd_demo,
 }
 

@@ -23,7 +23,7 @@ from mendnet.errors import MendnetError
 from mendnet.evaluate import BackdoorTest, backdoor_metrics, der
 from mendnet.models import Classifier, ModelSpec, build_classifier
 from mendnet.registry import REPAIRS
-from mendnet.repair.context import RepairContext
+from mendnet.repair.context import KnownTrigger, RepairContext
 from mendnet.threats.backdoor import Planted, ThreatRecord, attack_entry, make_trigger, plant
 from mendnet.train import TrainConfig, fit
 
@@ -301,7 +301,10 @@ def repair_model(
     backdoor = backdoor_test_for(threat, test)
     if before is None:
         before = backdoor_metrics(art.model.to(device), test, backdoor, device=device)
-    ctx = RepairContext(d_train, d_val, device=device, seed=seed, progress=progress, teacher=teacher)
+    known = KnownTrigger(backdoor.trigger, threat.target, threat.mode) if backdoor and threat else None
+    ctx = RepairContext(
+        d_train, d_val, device=device, seed=seed, progress=progress, teacher=teacher, known_trigger=known
+    )
     start = time.perf_counter()
     result = REPAIRS[method].run(art.model.to(device), ctx, config)
     seconds = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """The one registry of methods: name → (Config dataclass with the paper's defaults, run function).
 
-The CLI's `repair` sub-commands and the benchmark grids are generated from it.
+The CLI's `repair` and `robustify` sub-commands and the benchmark grids are generated from it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mendnet.repair import fineprune, finetune, mcr, nad, neural_cleanse
+from mendnet.repair.lancet import repair as lancet
+from mendnet.robust import agkd_bml, fgsm_rs, pgd_at, robust_kd, shafahi_kd, trades
 
 
 @dataclass(frozen=True)
@@ -45,5 +47,50 @@ REPAIRS: dict[str, Method] = {
         "Neural Cleanse: reverse the trigger, then unlearn it (Wang et al., S&P 2019)",
         neural_cleanse.Config,
         neural_cleanse.run,
+    ),
+    "lancet-flip": Method(
+        "lancet-flip",
+        "AI-Lancet neuron-flip: flip the signs of the error-inducing weights (Zhao et al., CCS 2021)",
+        lancet.FlipConfig,
+        lancet.run_flip,
+    ),
+    "lancet-finetune": Method(
+        "lancet-finetune",
+        "AI-Lancet neuron fine-tuning: train only the error-inducing weights (Zhao et al., CCS 2021)",
+        lancet.FinetuneConfig,
+        lancet.run_finetune,
+    ),
+}
+
+ROBUSTIFIERS: dict[str, Method] = {
+    "pgd-at": Method(
+        "pgd-at", "PGD adversarial training (Madry et al., ICLR 2018)", pgd_at.Config, pgd_at.run
+    ),
+    "trades": Method(
+        "trades", "TRADES: CE + β·KL to PGD examples (Zhang et al., ICML 2019)", trades.Config, trades.run
+    ),
+    "fgsm-rs": Method(
+        "fgsm-rs",
+        "fast adversarial training, FGSM from a random start (Wong et al., ICLR 2020)",
+        fgsm_rs.Config,
+        fgsm_rs.run,
+    ),
+    "shafahi": Method(
+        "shafahi",
+        "distil a robust teacher's penultimate features (Shafahi et al., ICLR 2020)",
+        shafahi_kd.Config,
+        shafahi_kd.run,
+    ),
+    "robust-kd": Method(
+        "robust-kd",
+        "distil a robust teacher's stage features and input Jacobians (Zhang & Yi, 2021)",
+        robust_kd.Config,
+        robust_kd.run,
+    ),
+    "agkd-bml": Method(
+        "agkd-bml",
+        "attention-guided distillation + bidirectional metric learning (Wang et al., ICCV 2021)",
+        agkd_bml.Config,
+        agkd_bml.run,
     ),
 }

@@ -1,7 +1,9 @@
 """The one training loop every method reuses: epochs, schedule, augmentation, progress, extra loss terms.
 
-NAD, fine-tuning and the robustness methods add their terms through `LossTerm` instead of writing
-their own loops, so they all share its speed habits (channels_last, no per-step host syncs).
+NAD, fine-tuning and the distillation methods add their terms on the clean batch through `LossTerm`;
+adversarial training (PGD-AT, TRADES, FGSM-RS, AGKD-BML) replaces the batch's whole loss through a
+`BatchObjective`. Neither writes its own loop, so all share its speed habits (channels_last, no
+per-step host syncs).
 """
 
 from __future__ import annotations
@@ -77,6 +79,20 @@ class LossTerm(Protocol):
     ) -> torch.Tensor: ...
 
 
+class BatchObjective(Protocol):
+    """The whole loss of one batch, computed from the model (in train mode), x and y.
+
+    It replaces CE + `LossTerm`: it may run the model in eval mode first (e.g. to craft adversarial
+    examples, methods.md §8) as long as it gives train mode back, then forwards whatever inputs it
+    trains on. Returns the scalar loss and the logits whose argmax counts toward the epoch's training
+    accuracy (labels `y`). Label smoothing of `TrainConfig` does not apply; the objective owns its loss.
+    """
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
 @dataclass
 class EpochLog:
     epoch: int
@@ -125,6 +141,7 @@ def fit(
     cfg: TrainConfig,
     *,
     extra_loss: LossTerm | None = None,
+    objective: BatchObjective | None = None,
     params: list[nn.Parameter] | None = None,
     after_backward: Callable[[nn.Module], None] | None = None,
     seed: int = 0,
@@ -132,13 +149,16 @@ def fit(
     progress: bool = True,
     description: str = "train",
 ) -> TrainHistory:
-    """Train `model` in place on `data` with CE (+ label smoothing) + `extra_loss`.
+    """Train `model` in place on `data` with CE (+ label smoothing) + `extra_loss`, or with `objective`
+    (the batch's whole loss, e.g. on adversarial examples; not combined with `extra_loss`).
 
     params: the parameters to optimise (default: all). after_backward: called after each backward,
     before the optimiser step (e.g. to mask gradients). The model ends in eval mode.
     """
     if len(data) == 0:
         raise MendnetError("cannot train on an empty data set")
+    if objective is not None and extra_loss is not None:
+        raise MendnetError("give either an extra loss term or a batch objective, not both")
     model.to(device=device, memory_format=torch.channels_last)
     opt = make_optimizer(params if params is not None else list(model.parameters()), cfg)
     steps_per_epoch = num_batches(len(data), cfg.batch_size, drop_last=True)
@@ -166,13 +186,16 @@ def fit(
                 drop_last=True,
             )
             for x, y in batches:
-                with FeatureTap(model, taps) as feats:
-                    logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                if extra_loss is not None:
-                    term = extra_loss(x, y, logits, feats)
-                    extra_sum += term.detach()
-                    loss = loss + term
+                if objective is not None:
+                    loss, logits = objective(model, x, y)
+                else:
+                    with FeatureTap(model, taps) as feats:
+                        logits = model(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                    if extra_loss is not None:
+                        term = extra_loss(x, y, logits, feats)
+                        extra_sum += term.detach()
+                        loss = loss + term
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if after_backward is not None:

@@ -10,14 +10,26 @@ import torch
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.models import Classifier
+from mendnet.threats.backdoor.trigger import Trigger
 
 MIN_VAL_IMAGES = 10
 
 
+@dataclass(frozen=True)
+class KnownTrigger:
+    """The artefact's recorded backdoor, for repairs run with the true trigger (an oracle setting, e.g.
+    AI-Lancet's `oracle_trigger`): the trigger (pixel space [0, 1]), its target label and poisoning mode."""
+
+    trigger: Trigger
+    target: int
+    mode: str
+
+
 @dataclass
 class RepairContext:
-    """Defender data (clean; `val` is the 10% held out for every stopping rule), device, seed, and an
-    optional teacher model given by the user."""
+    """Defender data (clean; `val` is the 10% held out for every stopping rule), device, seed, an
+    optional teacher model given by the user, and the recorded backdoor when the artefact has one (only
+    for methods asked to use the true trigger)."""
 
     defender_train: ImageSet
     defender_val: ImageSet
@@ -25,6 +37,7 @@ class RepairContext:
     seed: int = 0
     progress: bool = True
     teacher: Classifier | None = None
+    known_trigger: KnownTrigger | None = None
 
     def require_val(self, method: str) -> None:
         """MendnetError unless the validation split has at least MIN_VAL_IMAGES images (a method that

@@ -41,11 +41,11 @@ class _PGD(Attack):
         """α, defaulting to ε/4."""
         return self.eps / 4 if self.alpha is None else self.alpha  # type: ignore[operator]
 
-    def _start(self, xs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def random_point(self, xs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """A uniformly random point of the ball around `xs` (unprojected)."""
         raise NotImplementedError
 
-    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
         """The steepest-ascent direction of unit `norm` for gradient `g`."""
         raise NotImplementedError
 
@@ -56,11 +56,11 @@ class _PGD(Attack):
             if len(idx) == 0:
                 return
             xs, gs = x[idx], goal[idx]
-            x_adv = self.project(self._start(xs, gen), xs) if self.random_start else xs
+            x_adv = self.project(self.random_point(xs, gen), xs) if self.random_start else xs
             for _ in range(self.steps):
                 g, logits = self.grad(model, x_adv, gs)
                 tracker.update(x_adv, logits, idx)
-                x_adv = self.project(x_adv + self.step_size * self._direction(g), xs)
+                x_adv = self.project(x_adv + self.step_size * self.direction(g), xs)
             with torch.no_grad():
                 tracker.update(x_adv, model(x_adv), idx)
 
@@ -84,11 +84,11 @@ class PGDLinf(_PGD):
 
     eps: float = 8 / 255
 
-    def _start(self, xs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def random_point(self, xs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         u = torch.rand(xs.shape, generator=gen, device=xs.device, dtype=xs.dtype)
         return xs + (2 * u - 1) * self.eps
 
-    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
         return g.sign()
 
 
@@ -111,13 +111,13 @@ class PGDL2(_PGD):
 
     eps: float = 0.5
 
-    def _start(self, xs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def random_point(self, xs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         n, d = len(xs), xs[0].numel()
-        direction = self._direction(torch.randn(xs.shape, generator=gen, device=xs.device, dtype=xs.dtype))
+        direction = self.direction(torch.randn(xs.shape, generator=gen, device=xs.device, dtype=xs.dtype))
         u = torch.rand(n, generator=gen, device=xs.device, dtype=xs.dtype)
         return xs + direction * per_sample(self.eps * u.pow(1.0 / d), xs)
 
-    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
         norm = g.flatten(1).norm(dim=1).clamp(min=1e-12)
         return g / per_sample(norm, g)
 

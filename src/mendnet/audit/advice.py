@@ -1,0 +1,62 @@
+"""What to run next, from an audit's findings: one sentence per finding, commands in `code` spans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def robustifier_names() -> list[str]:
+    """The registered robustness methods (none in a build without them)."""
+    from mendnet import registry
+
+    return list(getattr(registry, "ROBUSTIFIERS", {}))
+
+
+def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str]:
+    """Advice for an audit report; `model_ref` is the artefact folder the suggested commands take,
+    `trigger_ref` the audit's reversed trigger file."""
+    out = []
+    det = report["detection"]
+    labels = {row["label"]: row for row in det["labels"]}
+    classes = report["classes"]
+    for label in det["flagged"]:
+        index = labels[label]["anomaly_index"]
+        shown = "inf" if index is None else f"{index:.1f}"
+        out.append(
+            f"Label {label} ({classes[label]}) flagged by Neural Cleanse (anomaly index {shown}): the "
+            f"model probably carries a backdoor to it. Run `mendnet repair nad --model {model_ref}` "
+            "(attention distillation on 5% clean data), or `mendnet repair neural-cleanse --model "
+            f"{model_ref} --trigger {trigger_ref}` to unlearn the reversed trigger found here; then audit "
+            "the repaired model."
+        )
+    if not det["flagged"]:
+        label = report["attention"]["label"]
+        index = labels[label]["anomaly_index"]
+        out.append(
+            f"No label flagged: the smallest working reversed trigger (label {label}) has anomaly index "
+            f"{'inf' if index is None else f'{index:.1f}'} (flagged above 2), no sign of a small-trigger "
+            "backdoor. Neural Cleanse can miss large or sample-specific triggers (blend, reflection); more "
+            "detection epochs (`--nc-epochs`) make a miss less likely."
+        )
+    robust = report["robust"]
+    pgd = next((v for k, v in robust["per_attack"].items() if k.startswith("PGD")), None)
+    worst, clean_acc = robust["worst_case"], robust["clean_acc"]
+    if pgd is not None and pgd - worst > report["settings"]["gap_warning"]:
+        out.append(
+            f"PGD accuracy ({100 * pgd:.1f}%) exceeds the worst case over the attacks "
+            f"({100 * worst:.1f}%) by more than 10 points: suspected gradient masking; trust the worst case."
+        )
+    if worst < report["settings"]["weak_robustness"] * clean_acc:
+        names = robustifier_names()
+        method = "pgd-at" if "pgd-at" in names else (names[0] if names else None)
+        step = (
+            f"run `mendnet robustify {method} --model {model_ref}` (see `mendnet robustify --help` for "
+            "Robust-KD and AGKD-BML, which distil a robust teacher)"
+            if method
+            else "train it adversarially (PGD-AT)"
+        )
+        out.append(
+            f"Robust accuracy is low: {100 * worst:.1f}% worst case at ε = {robust['eps']:.3g} against "
+            f"{100 * clean_acc:.1f}% clean. If adversarial inputs matter for this model, {step}."
+        )
+    return out

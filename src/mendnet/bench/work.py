@@ -1,0 +1,214 @@
+"""The two units of work of a grid, the same functions locally and as Ray tasks: train a base model, and
+compute one cell on it. Both take and return plain data (the recipe, artefact files as bytes, a JSON-able
+record), so a Ray worker on another machine needs no shared folder."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
+from mendnet.bench.recipe import Recipe
+from mendnet.data.imageset import ImageSet
+
+BENCH_KEY = "bench"
+"""The key of a base artefact's model.json that holds its `base_spec`."""
+
+NOT_METRICS = ("eps_linf", "eval_images")
+"""Numbers of a robustness report that describe the setting, kept in a record's info."""
+
+_SETS: dict[tuple[str, str | None], tuple[ImageSet, ImageSet]] = {}
+
+
+def load_sets(name: str, data_dir: str | None, test_images: int | None) -> tuple[ImageSet, ImageSet]:
+    """(train, first `test_images` test images), read once per process."""
+    from mendnet.jobs import DataRef
+
+    if (name, data_dir) not in _SETS:
+        _SETS[(name, data_dir)] = DataRef(name, data_dir).load()
+    train, test = _SETS[(name, data_dir)]
+    if test_images is not None and test_images < len(test):
+        test = test.subset(torch.arange(test_images))
+    return train, test
+
+
+@contextlib.contextmanager
+def cell_environment(threads: int, seed: int) -> Iterator[None]:
+    """Run with `threads` torch threads and seeded global generators; restore the thread count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def read_folder(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative name → bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[str, bytes]:
+    """Train the base model (backdoored, robust teacher, or natural) and return its artefact files;
+    model.json records the base spec under "bench"."""
+    from mendnet.artefact import write_artefact
+    from mendnet.device import resolve_device
+    from mendnet.jobs import DataRef, PoisonSpec, train_model
+    from mendnet.robust.transfer import split_set
+
+    run = recipe.run
+    device = resolve_device(run.device)
+    ref = DataRef(base.data, run.data_dir)
+    with cell_environment(run.threads, base.seed), tempfile.TemporaryDirectory() as tmp:
+        sets = load_sets(base.data, run.data_dir, run.test_images)
+        if base.teacher is not None:
+            outcome: Any = robustify(
+                recipe, base.teacher, base.model, base.seed, sets, None, run.teacher_split
+            )
+        else:
+            spec = None
+            if base.attack is None:  # the natural model: on the robustifiers' half of the training set
+                sets = (split_set(sets[0], run.split, 0), sets[1])
+            else:
+                p, params = recipe.poison, recipe.attack_params.get(base.attack, ())
+                spec = PoisonSpec(base.attack, p.target, p.rate, p.mode, params)
+            outcome = train_model(
+                ref,
+                base.model,
+                recipe.train,
+                poison_spec=spec,
+                seed=base.seed,
+                device=device,
+                progress=progress,
+                sets=sets,
+                train_subset=run.train_subset,
+            )
+        outcome.meta[BENCH_KEY] = base_spec(recipe, base)
+        write_artefact(Path(tmp), outcome.model, outcome.meta, outcome.metrics)
+        return read_folder(Path(tmp))
+
+
+def robustify(
+    recipe: Recipe,
+    method: str,
+    arch: str,
+    seed: int,
+    sets: tuple[ImageSet, ImageSet],
+    teacher: Any,
+    split: str,
+    progress: bool = False,
+) -> Any:
+    """`mendnet.robust.job.robustify_model` with the recipe's settings (a fresh `arch` unless the method
+    distils `teacher`), measured on the recipe's test images."""
+    from mendnet.device import resolve_device
+    from mendnet.jobs import DataRef
+    from mendnet.robust.job import robustify_model
+
+    run = recipe.run
+    return robustify_model(
+        method,
+        recipe.configs[method],
+        data=DataRef(sets[0].name, run.data_dir),
+        teacher=teacher,
+        arch=arch,
+        split=split,
+        split_seed=0,
+        train_subset=run.train_subset,
+        eval_images=len(sets[1]),
+        eval_eps=run.eval_eps,
+        seed=seed,
+        device=resolve_device(run.device),
+        progress=progress,
+        sets=sets,
+    )
+
+
+def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Numeric metrics of a nested dict as one level (key "a.b" for {"a": {"b": x}}); other values (text,
+    lists) are dropped."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(flat_metrics(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def load_files(files: dict[str, bytes], folder: Path) -> Any:
+    """The artefact made of `files`, written into `folder` and loaded."""
+    from mendnet.artefact import load_artefact, write_files
+
+    write_files(folder, files)
+    return load_artefact(folder)
+
+
+def run_cell(
+    recipe: Recipe,
+    cell: Cell,
+    base_files: dict[str, bytes],
+    teacher_files: dict[str, bytes] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Compute one cell on its base (and teacher), given as artefact files; return its JSON-able record."""
+    from mendnet.device import resolve_device
+    from mendnet.jobs import repair_model
+    from mendnet.robust.evaluation import robust_metrics
+
+    run = recipe.run
+    device = resolve_device(run.device)
+    start = time.perf_counter()
+    info: dict[str, Any] = {}
+    with cell_environment(run.threads, cell.base.seed), tempfile.TemporaryDirectory() as tmp:
+        art = load_files(base_files, Path(tmp) / "base")
+        sets = load_sets(cell.base.data, run.data_dir, run.test_images)
+        if cell.kind == "base":
+            metrics = dict(art.metrics)
+            if cell.base.attack is None:
+                model = art.model.to(device)
+                seed = cell.base.seed
+                metrics.update(
+                    robust_metrics(
+                        model, sets[1], eps=run.eval_eps, device=device, seed=seed, progress=progress
+                    )
+                )
+        elif cell.kind == "repair":
+            before = {k: art.metrics[k] for k in ("acc", "asr", "ra") if k in art.metrics}
+            outcome = repair_model(
+                art,
+                cell.method,
+                recipe.configs[cell.method],
+                clean_fraction=run.clean_fraction,
+                seed=cell.base.seed,
+                device=device,
+                progress=progress,
+                sets=sets,
+                before=before,
+            )
+            metrics = {k: v for k, v in outcome.metrics.items() if k != "before"}
+            info = outcome.meta["repair"]["info"]
+        else:
+            teacher = load_files(teacher_files, Path(tmp) / "teacher") if teacher_files is not None else None
+            result = robustify(
+                recipe, cell.method, cell.base.model, cell.base.seed, sets, teacher, run.split, progress
+            )
+            metrics, info = result.metrics, result.meta["robustify"]["info"]
+        for key in NOT_METRICS:
+            if key in metrics:
+                info[key] = metrics.pop(key)
+    return {
+        "id": cell.id,
+        **cell.key(),
+        "kind": cell.kind,
+        "metrics": flat_metrics(metrics),
+        "info": info,
+        "spec": cell_spec(recipe, cell),
+        "cell_seconds": time.perf_counter() - start,
+    }

@@ -1,0 +1,253 @@
+"""`mendnet bench`: recipe parsing, the grid from the registries, resuming, results, and Ray = local."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from mendnet.bench import load_recipe, parse_recipe, run_bench
+from mendnet.bench.cells import enumerate_cells
+from mendnet.bench.recipe import tomllib
+from mendnet.bench.store import BenchStore
+from mendnet.cli import main
+from mendnet.errors import MendnetError
+
+# The acceptance grid: two attacks × two repairs × two seeds (plus each backdoored model's own "none" cell)
+# with small budgets: small CNN, 600 training images, 1 epoch, 0.5% defender data, 200 test images.
+RECIPE = """
+name = "tiny"
+title = "Tiny grid"
+[grid]
+data = ["fashion-mnist"]
+models = ["small-cnn"]
+attacks = ["badnets", "blend"]
+repairs = ["finetune", "nad"]
+seeds = [0, 1]
+[run]
+train_subset = 600
+test_images = 200
+clean_fraction = 0.005
+[train]
+epochs = 1
+batch_size = 64
+lr = 0.05
+[poison]
+rate = 0.2
+[attack.blend]
+alpha = 0.3
+[repair.finetune]
+epochs = 1
+[repair.nad]
+epochs = 1
+teacher_epochs = 1
+betas = [500, 1000]
+"""
+CELLS = 12  # 2 attacks × 2 seeds × (none + 2 repairs)
+FIRST = 5
+
+
+def recipe_from(text: str):
+    return parse_recipe(tomllib.loads(text))
+
+
+def without_seconds(record: dict) -> dict:
+    return {k: v for k, v in record["metrics"].items() if "seconds" not in k}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("[repair.nad]\nepochs = 1\n", "[repair.nad]\nepochs = 1\nlrr = 0.1\n"), "nad: unknown setting lrr"),
+        (("[repair.finetune]\nepochs = 1", '[repair.finetune]\nepochs = "one"'), "finetune.epochs must be"),
+        (('repairs = ["finetune", "nad"]', 'repairs = ["finetune", "nope"]'), "unknown 'nope'; known:"),
+        (('attacks = ["badnets", "blend"]', 'attacks = ["badnets"]'), "'blend' is not in grid.attacks"),
+        (("seeds = [0, 1]", "seeds = []"), "grid.seeds must be a non-empty list"),
+        (("epochs = 1\nbatch_size = 64", "epochs = 0\nbatch_size = 64"), "epochs must be ≥ 1"),
+        (("[run]", "[run]\nthreds = 2"), "run: unknown setting threds; valid: train_subset"),
+        (('name = "tiny"', 'name = "tiny"\ncolour = 1'), "unknown recipe key colour"),
+    ],
+)
+def test_recipe_mistakes_are_one_line_errors(change, message):
+    old, new = change
+    assert old in RECIPE
+    with pytest.raises(MendnetError, match=message) as info:
+        recipe_from(RECIPE.replace(old, new))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_error_lists_the_valid_ones():
+    with pytest.raises(MendnetError) as info:
+        recipe_from(RECIPE.replace("teacher_epochs = 1", "teacher_epoch = 1"))
+    assert "valid: epochs, batch_size, lr" in str(info.value) and "teacher_epochs" in str(info.value)
+
+
+def test_settings_become_the_methods_configs():
+    recipe = recipe_from(RECIPE)
+    assert recipe.configs["nad"].betas == (500.0, 1000.0)  # list of ints → tuple of floats
+    assert recipe.configs["nad"].lr == 0.1  # unset fields keep the paper's default
+    assert recipe.configs["finetune"].epochs == 1
+    assert recipe.attack_params == {"blend": (("alpha", 0.3),)}
+    assert recipe.run.threads == 1 and recipe.train.batch_size == 64
+
+
+def test_grid_is_generated_from_the_registry(monkeypatch):
+    from mendnet import registry
+
+    recipe = recipe_from(RECIPE.replace('repairs = ["finetune", "nad"]', 'repairs = "all"'))
+    assert recipe.grid.repairs == tuple(registry.REPAIRS)
+    extra = registry.Method("extra", "a new method", registry.REPAIRS["finetune"].config, lambda *a: None)
+    monkeypatch.setitem(registry.REPAIRS, "extra", extra)
+    recipe = recipe_from(RECIPE.replace('repairs = ["finetune", "nad"]', 'repairs = "all"'))
+    methods = {c.method for c in enumerate_cells(recipe)}
+    assert methods == {"none", *registry.REPAIRS} and "extra" in methods
+    assert len(enumerate_cells(recipe)) == 2 * 2 * (1 + len(registry.REPAIRS))
+
+
+def test_missing_or_broken_recipe_file(tmp_path):
+    with pytest.raises(MendnetError, match="does not exist"):
+        load_recipe(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("[grid\n")
+    with pytest.raises(MendnetError, match="not valid TOML"):
+        load_recipe(tmp_path / "bad.toml")
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory):
+    """The grid run locally in two goes: stopped after FIRST cells (as a killed run), then resumed."""
+    recipe = recipe_from(RECIPE)
+    out = tmp_path_factory.mktemp("bench") / "local"
+    first = run_bench(recipe, out, max_cells=FIRST, progress=False)
+    files_after_first = sorted(p.name for p in (out / "cells").iterdir())
+    second = run_bench(recipe, out, progress=False)
+    return recipe, out, first, files_after_first, second
+
+
+def test_a_stopped_run_resumes_with_only_the_missing_cells(local_runs):
+    recipe, out, first, files_after_first, second = local_runs
+    ids = [c.id for c in enumerate_cells(recipe)]
+    assert first.computed == ids[:FIRST] and first.missing == ids[FIRST:] and not first.skipped
+    assert files_after_first == sorted(f"{i}.json" for i in ids[:FIRST])
+    assert second.computed == ids[FIRST:] and second.skipped == ids[:FIRST] and not second.missing
+    assert len(second.records) == CELLS
+    # the models cached by the first run were reused, not trained again
+    assert sorted(p.name for p in (out / "models").iterdir()) == sorted(
+        {c.base.id for c in enumerate_cells(recipe)}
+    )
+    third = run_bench(recipe, out, progress=False)
+    assert third.computed == [] and len(third.skipped) == CELLS
+
+
+def test_the_grid_has_real_results(local_runs):
+    _, _, _, _, second = local_runs
+    by_method = {}
+    for r in second.records:
+        by_method.setdefault((r["attack"], r["method"]), []).append(r["metrics"])
+    for attack in ("badnets", "blend"):
+        none = by_method[(attack, "none")]
+        assert len(none) == 2 and all(m["asr"] > 0.5 for m in none), none  # the backdoors were planted
+        for method in ("finetune", "nad"):
+            assert all({"acc", "asr", "ra", "der", "seconds"} <= set(m) for m in by_method[(attack, method)])
+
+
+def test_results_files_are_tidy_and_tables_show_mean_and_std(local_runs):
+    _, out, _, _, second = local_runs
+    lines = (out / "results.csv").read_text().splitlines()
+    assert lines[0] == "data,model,attack,method,seed,metric,value"
+    assert len(lines) - 1 == sum(len(r["metrics"]) for r in second.records)
+    data = json.loads((out / "results.json").read_text())
+    assert data["cells"] == data["finished"] == CELLS
+    tables = (out / "tables.md").read_text()
+    asr_table = tables.split("**ASR %**")[1].split("**")[0]
+    for attack in ("badnets", "blend"):
+        row = next(line for line in asr_table.splitlines() if line.startswith(f"| {attack} |"))
+        cells = [c.strip() for c in row.strip("| ").split("|")]
+        for column, method in ((1, "none"), (2, "finetune"), (3, "nad")):  # column 0: the attack
+            asr = [
+                100 * r["metrics"]["asr"]
+                for r in second.records
+                if (r["attack"], r["method"]) == (attack, method)
+            ]
+            assert cells[column] == f"{statistics.mean(asr):.2f} ± {statistics.stdev(asr):.2f}", row
+
+
+def test_changed_settings_make_only_their_cells_stale(local_runs):
+    recipe, out, _, _, _ = local_runs
+    store = BenchStore(out)
+    changed = replace(recipe, configs={**recipe.configs, "nad": replace(recipe.configs["nad"], epochs=2)})
+    stale = [c.method for c in enumerate_cells(changed) if store.record(changed, c) is None]
+    assert stale == ["nad"] * 4
+
+
+def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
+    _, out, _, _, _ = local_runs
+    recipe_file = tmp_path / "tiny.toml"
+    recipe_file.write_text(RECIPE)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# doc\n\n<!-- begin tiny -->\nold\n<!-- end tiny -->\n")
+    assert main(["bench", str(recipe_file), "--out", str(out), "--doc", str(doc), "--quiet"]) == 0
+    assert "0 cells computed, 12 already finished" in capsys.readouterr().out
+    text = doc.read_text()
+    assert "old" not in text and text.count("<!-- begin tiny -->") == 1 and "## Tiny grid" in text
+    assert main(["bench", str(tmp_path / "missing.toml"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith("mendnet: error: recipe")
+
+
+def ray_or_fail():
+    """Ray, or a failure in CI (where `make setup` installs it with the dev extras), or a skip elsewhere."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("ray is not installed; `make setup` installs it with the dev extras")
+        pytest.skip("ray is not installed (pip install -e '.[dev]'); CI runs this test")
+    return ray
+
+
+def test_ray_gives_the_same_results_as_local(local_runs, tmp_path):
+    ray_or_fail()
+    recipe, out, _, _, second = local_runs
+    summary = run_bench(recipe, tmp_path / "ray", engine="ray", progress=False)
+    assert sorted(summary.computed) == sorted(c.id for c in enumerate_cells(recipe))
+    local = {r["id"]: without_seconds(r) for r in second.records}
+    remote = {r["id"]: without_seconds(r) for r in summary.records}
+    assert remote == local
+    for base in (out / "models").iterdir():  # bit-identical trained models
+        mine = (tmp_path / "ray" / "models" / base.name / "model.safetensors").read_bytes()
+        assert mine == (base / "model.safetensors").read_bytes(), base.name
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parent.parent.glob("recipes/*.toml")))
+def test_shipped_recipes_parse(path):
+    recipe = load_recipe(path)
+    assert enumerate_cells(recipe)
+
+
+def test_robustifier_cells_get_their_teachers():
+    from mendnet import registry
+
+    text = RECIPE.replace('attacks = ["badnets", "blend"]', 'robustifiers = "all"').replace(
+        'repairs = ["finetune", "nad"]', ""
+    )
+    text = text[: text.index("[attack.blend]")]
+    recipe = recipe_from(text)
+    cells = [c for c in enumerate_cells(recipe) if c.base.seed == 0]
+    assert [c.method for c in cells] == ["natural", *registry.ROBUSTIFIERS]
+    natural = cells[0].base
+    for cell in cells[1:]:
+        role = getattr(recipe.configs[cell.method], "teacher_role", None)
+        if role == "natural":
+            assert cell.teacher == natural
+        elif role == "robust":
+            assert cell.teacher.teacher == "pgd-at" and cell.teacher.id.endswith("teacher-pgd-at--s0")
+        else:
+            assert cell.teacher is None
+    assert {getattr(recipe.configs[c.method], "teacher_role", None) for c in cells[1:]} >= {
+        None,
+        "natural",
+        "robust",
+    }
