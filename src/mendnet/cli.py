@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mendnet import __version__
 from mendnet.cli_config import add_config_arguments, config_from_args, flag, parse_number
@@ -529,20 +530,20 @@ def cmd_repair(args: argparse.Namespace) -> None:
     print_table(rows, title=f"{args.method} → {out}")
 
 
-def cmd_detect(args: argparse.Namespace) -> None:
+def analyse_artefact(
+    args: argparse.Namespace, job: Callable[..., Any], config: Any, suffix: str
+) -> tuple[Path, Any]:
+    """Run an analysis job (`detect_artefact`, `locate_artefact`) on the `--model` artefact with seeded
+    defender data, and write its files atomically into `--out` (default runs/NAME-SUFFIX); returns the
+    folder and the job's outcome."""
     from mendnet.artefact import atomic_output_dir, load_artefact, write_files
-    from mendnet.detect.neural_cleanse import Config as NCConfig
     from mendnet.device import resolve_device
-    from mendnet.jobs import detect_artefact
-    from mendnet.report.tables import print_detection_table
 
-    cfg = config_from_args(NCConfig, args)
-    out = args.out or Path("runs") / f"{args.model.resolve().name}-detect"
+    out = args.out or Path("runs") / f"{args.model.resolve().name}-{suffix}"
     check_out(out, args.force)
-    art = load_artefact(args.model)
-    outcome = detect_artefact(
-        art,
-        cfg,
+    outcome = job(
+        load_artefact(args.model),
+        config,
         clean_fraction=args.clean_fraction,
         seed=args.seed,
         device=resolve_device(args.device),
@@ -550,6 +551,15 @@ def cmd_detect(args: argparse.Namespace) -> None:
     )
     with atomic_output_dir(out, args.force) as tmp:
         write_files(tmp, outcome.files)
+    return out, outcome
+
+
+def cmd_detect(args: argparse.Namespace) -> None:
+    from mendnet.detect.neural_cleanse import Config as NCConfig
+    from mendnet.jobs import detect_artefact
+    from mendnet.report.tables import print_detection_table
+
+    out, outcome = analyse_artefact(args, detect_artefact, config_from_args(NCConfig, args), "detect")
     flagged = ", ".join(map(str, outcome.report["flagged"])) or "none"
     seconds = outcome.report["seconds"]
     print_detection_table(
@@ -558,25 +568,10 @@ def cmd_detect(args: argparse.Namespace) -> None:
 
 
 def cmd_locate(args: argparse.Namespace) -> None:
-    from mendnet.artefact import atomic_output_dir, load_artefact, write_files
-    from mendnet.device import resolve_device
     from mendnet.repair.lancet.job import locate_artefact
     from mendnet.repair.lancet.repair import Config as LancetConfig
 
-    cfg = config_from_args(LancetConfig, args)
-    out = args.out or Path("runs") / f"{args.model.resolve().name}-locate"
-    check_out(out, args.force)
-    art = load_artefact(args.model)
-    outcome = locate_artefact(
-        art,
-        cfg,
-        clean_fraction=args.clean_fraction,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
-    )
-    with atomic_output_dir(out, args.force) as tmp:
-        write_files(tmp, outcome.files)
+    out, outcome = analyse_artefact(args, locate_artefact, config_from_args(LancetConfig, args), "locate")
     report = outcome.report
     for row in report["layers"]:
         ratio = "-" if row["min_ratio"] is None else f"{row['min_ratio']:.2g}"

@@ -9,12 +9,16 @@ for `steps` iterations on the whole batch, with the model in eval mode (methods.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mendnet.robust.context import RobustContext, RobustResult, Schedule
 from mendnet.threats.adversarial.base import eval_mode
 from mendnet.threats.adversarial.pgd import PGDL2, PGDLinf
+from mendnet.train import fit
 
 
 def craft(
@@ -59,3 +63,22 @@ class AdversarialCE:
         x_adv = craft(self.attack, model, x, y, self.rng(x.device))
         logits = model(x_adv)
         return F.cross_entropy(logits, y), logits
+
+
+def adversarial_training(
+    model: nn.Module, ctx: RobustContext, schedule: Schedule, attack: PGDLinf | PGDL2, description: str
+) -> RobustResult:
+    """Train a copy of `model` on `ctx.train` with CE on `attack`'s examples (the input model is not
+    changed); PGD-AT and FGSM-RS differ only in the attack."""
+    student = copy.deepcopy(model)
+    history = fit(
+        student,
+        ctx.train,
+        schedule.train_config(),
+        objective=AdversarialCE(attack, ctx.seed),
+        seed=ctx.seed,
+        device=ctx.device,
+        progress=ctx.progress,
+        description=description,
+    )
+    return RobustResult(student, {"attack": attack.name, "train_seconds": history.seconds})

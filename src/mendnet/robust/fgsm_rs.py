@@ -8,14 +8,12 @@ the schedule is `Schedule`'s cosine, not the paper's cyclic lr.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from mendnet.models import Classifier
-from mendnet.robust.adversary import AdversarialCE
+from mendnet.robust.adversary import adversarial_training
 from mendnet.robust.context import RobustContext, RobustResult, Schedule, linf_budget
 from mendnet.threats.adversarial.pgd import PGDLinf
-from mendnet.train import fit
 
 
 @dataclass(frozen=True)
@@ -30,15 +28,4 @@ def run(model: Classifier, ctx: RobustContext, config: Config = Config()) -> Rob
     """Fast-adversarially train a copy of `model` on `ctx.train` (the input model is not changed)."""
     eps = linf_budget(config.eps, model.spec.input_shape)
     attack = PGDLinf(eps=eps, alpha=config.step_factor * eps, steps=1, random_start=True)
-    student = copy.deepcopy(model)
-    history = fit(
-        student,
-        ctx.train,
-        config.train_config(),
-        objective=AdversarialCE(attack, ctx.seed),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="FGSM-RS",
-    )
-    return RobustResult(student, {"attack": attack.name, "train_seconds": history.seconds})
+    return adversarial_training(model, ctx, config, attack, "FGSM-RS")

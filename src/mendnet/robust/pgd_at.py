@@ -8,15 +8,13 @@ mode, then a train-mode update on the adversarial batch only. Cost ≈ (steps + 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from mendnet.errors import MendnetError
 from mendnet.models import Classifier
-from mendnet.robust.adversary import AdversarialCE
+from mendnet.robust.adversary import adversarial_training
 from mendnet.robust.context import RobustContext, RobustResult, Schedule, linf_budget
 from mendnet.threats.adversarial.pgd import PGDL2, PGDLinf
-from mendnet.train import fit
 
 
 @dataclass(frozen=True)
@@ -44,15 +42,4 @@ def attack_of(config: Config, input_shape: tuple[int, int, int]) -> PGDLinf | PG
 def run(model: Classifier, ctx: RobustContext, config: Config = Config()) -> RobustResult:
     """Adversarially train a copy of `model` on `ctx.train` (the input model is not changed)."""
     attack = attack_of(config, model.spec.input_shape)
-    student = copy.deepcopy(model)
-    history = fit(
-        student,
-        ctx.train,
-        config.train_config(),
-        objective=AdversarialCE(attack, ctx.seed),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="PGD-AT",
-    )
-    return RobustResult(student, {"attack": attack.name, "train_seconds": history.seconds})
+    return adversarial_training(model, ctx, config, attack, "PGD-AT")
