@@ -143,7 +143,7 @@ def browser():
     except ImportError:
         missing.append("selenium (dev extras)")
     if missing:
-        reason = f"{', '.join(missing)} not installed (make setup installs them)"
+        reason = f"{', '.join(missing)} not installed (`make test` installs them)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
