@@ -6,8 +6,9 @@ clean model flagged). Written to docs/benchmarks.md, section `defense_table`.
 Setting: Fashion-MNIST, WRN-16-1 trained as the demo trains it (3 epochs, batch 128, lr 0.05 Nesterov,
 cosine, crop padding 2, flip), all-to-one to target 0, rate 10% (clean-label attacks: every target-class
 image up to that rate); repairs with 5% clean defender data and each method's defaults, except NAD's
-first-phase lr 0.045 (the demo's choice, docs/benchmarks.md section `nad_lr_probe`). NAD's teacher and
-MCR's fine-tuned endpoint are the FT column's model (the same 10 epochs, data and seed they would train).
+first-phase lr 0.045 and its teacher fine-tuned with NAD's own settings (`finetune-student`), as the demo
+runs it (docs/benchmarks.md sections `nad_lr_probe`, `nad_teacher_probe`). MCR's fine-tuned endpoint is
+the FT column's model (the same 10 epochs, data and seed it would train).
 A clean model of each seed, trained the same way, is the attacker's clean model for Trojan and CL and
 the clean model Neural Cleanse must not flag.
 
@@ -34,6 +35,7 @@ import torch
 from docs_section import DOC, write_section
 
 from mendnet.artefact import Artefact, atomic_write_json, load_artefact, save_artefact
+from mendnet.demo import DemoConfig
 from mendnet.detect.neural_cleanse import Config as DetectConfig
 from mendnet.device import resolve_device
 from mendnet.jobs import DataRef, PoisonSpec, detect_artefact, repair_model, train_model
@@ -44,7 +46,7 @@ from mendnet.train import TrainConfig
 ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 COLUMNS = ("finetune", "fineprune", "mcr", "neural-cleanse", "nad")
 LABELS = {"finetune": "FT", "fineprune": "FP", "mcr": "MCR", "neural-cleanse": "NC", "nad": "NAD"}
-NAD_LR = 0.045
+NAD = nad.Config(lr=DemoConfig.nad_lr, teacher_init=DemoConfig.nad_teacher)
 TRAIN = TrainConfig(
     epochs=3, batch_size=128, lr=0.05, nesterov=True, schedule="cosine", crop_padding=2, flip=True
 )
@@ -102,8 +104,8 @@ def run_cell(attack: str, seed: int, ref: DataRef, sets, results: Path, device: 
     before = {k: trained.metrics[k] for k in ("acc", "asr", "ra")}
     ft_model = None
     for method in COLUMNS:
-        config = nad.Config(lr=NAD_LR) if method == "nad" else REPAIRS[method].config()
-        teacher = ft_model if method in ("nad", "mcr") else None
+        config = NAD if method == "nad" else REPAIRS[method].config()
+        teacher = ft_model if method == "mcr" else None
         out = repair_model(
             art, method, config, seed=seed, device=device, sets=sets, before=before, teacher=teacher
         )
@@ -148,7 +150,8 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
         f"`benchmarks/defense_table.py`, {time.strftime('%Y-%m-%d')}, cells run on {'; '.join(devices)}. "
         "WRN-16-1 trained as the demo (3 epochs), all-to-one to target 0, rate 10% (clean-label attacks: "
         "the target class's images, all 6,000 of them); repairs with 5% clean defender data and their "
-        f"defaults (NC unlearning 2 epochs; MCR t rule `middle`), NAD first-phase lr {NAD_LR} (the demo's). "
+        f"defaults (NC unlearning 2 epochs; MCR t rule `middle`), NAD first-phase lr {NAD.lr} and teacher "
+        f"`{NAD.teacher_init}` (the demo's). "
         "Cells: ACC / ASR in percent, mean ± std over seeds. A clean model trained the same way: ACC "
         + ", ".join(
             f"{100 * json.loads((results / f'clean-s{s}.json').read_text())['acc']:.2f}% (seed {s})"

@@ -67,3 +67,19 @@ def test_teacher_from_scratch_is_a_fresh_network_of_the_student_architecture():
     assert result.info["teacher"] == "scratch" and result.info["teacher_seconds"] > 0
     with pytest.raises(MendnetError, match="unknown teacher init 'twin'"):
         nad.Config(teacher_init="twin")
+
+
+def test_teacher_finetuned_with_student_settings_starts_from_the_backdoored_weights():
+    student, _ = models()
+    data = toy_set(64)
+    ctx = RepairContext(data, data, progress=False)
+    cfg = nad.Config(epochs=1, teacher_epochs=2, batch_size=16, teacher_init="finetune-student", lr=1e-9)
+    teacher, seconds = nad.train_teacher(student, ctx, cfg)
+    # the student's settings (lr 1e-9 here) reach the teacher: its weights stay the backdoored model's
+    assert seconds > 0 and teacher is not student
+    pairs = zip(teacher.parameters(), student.parameters(), strict=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs)
+    moved, _ = nad.train_teacher(
+        student, ctx, nad.Config(teacher_epochs=1, batch_size=16, teacher_init="finetune-student")
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(moved.parameters(), student.parameters(), strict=True))

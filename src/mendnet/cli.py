@@ -239,6 +239,15 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
     add_common(p, "output folder (default: runs/audit-MODEL)")
 
 
+def add_clean_fraction(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--clean-fraction",
+        type=parse_number,
+        default=0.05,
+        help="defender data as a fraction of the training set (default: 0.05)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mendnet.models import architecture_names
 
@@ -288,12 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, method in REPAIRS.items():
         m = methods.add_parser(name, help=method.summary, description=method.config.__doc__)
         m.add_argument("--model", type=Path, required=True, help="artefact folder of the model to repair")
-        m.add_argument(
-            "--clean-fraction",
-            type=parse_number,
-            default=0.05,
-            help="defender data as a fraction of the training set (default: 0.05)",
-        )
+        add_clean_fraction(m)
         if name == "nad":
             m.add_argument(
                 "--teacher",
@@ -315,12 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and reversed_trigger.png; the input artefact is not changed. " + (NCConfig.__doc__ or ""),
     )
     p.add_argument("model", type=Path, help="artefact folder")
-    p.add_argument(
-        "--clean-fraction",
-        type=parse_number,
-        default=0.05,
-        help="defender data as a fraction of the training set (default: 0.05)",
-    )
+    add_clean_fraction(p)
     add_config_arguments(p, NCConfig, "neural cleanse settings")
     add_common(p, "output folder (default: runs/ARTEFACT-detect)")
 
@@ -337,12 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "changed. " + (LancetConfig.__doc__ or ""),
     )
     p.add_argument("model", type=Path, help="artefact folder")
-    p.add_argument(
-        "--clean-fraction",
-        type=parse_number,
-        default=0.05,
-        help="defender data as a fraction of the training set (default: 0.05)",
-    )
+    add_clean_fraction(p)
     add_config_arguments(p, LancetConfig, "ai-lancet settings")
     add_common(p, "output folder (default: runs/ARTEFACT-locate)")
 

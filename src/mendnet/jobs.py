@@ -267,6 +267,34 @@ def defender_of(threat: ThreatRecord | None, n_train: int, clean_fraction: float
     return defender_split(n_train, clean_fraction, seed=seed, exclude=poisoned)
 
 
+@dataclass(frozen=True)
+class DefenderData:
+    """An artefact's data set (checked against its model), its recorded threat and the seeded clean
+    defender split of the training set."""
+
+    ref: DataRef
+    train: ImageSet
+    test: ImageSet
+    threat: ThreatRecord | None
+    split: DefenderSplit
+    d_train: ImageSet
+    d_val: ImageSet
+
+
+def defender_data(
+    art: Artefact, clean_fraction: float, seed: int, sets: tuple[ImageSet, ImageSet] | None = None
+) -> DefenderData:
+    """Load (or take `sets`) the artefact's data, check the model fits it, and split off the defender's
+    clean training and validation images."""
+    ref = data_of(art.meta)
+    train, test = sets if sets is not None else ref.load()
+    check_fits(art.model, test)
+    threat = threat_of(art.meta)
+    split = defender_of(threat, len(train), clean_fraction, seed)
+    d_train, d_val = defender_sets(train, split)
+    return DefenderData(ref, train, test, threat, split, d_train, d_val)
+
+
 @dataclass
 class RepairOutcome:
     model: Classifier
@@ -292,18 +320,20 @@ def repair_model(
     ACC/ASR/RA before and after, DER and wall-clock seconds."""
     if method not in REPAIRS:
         raise MendnetError(f"unknown repair {method!r}; known: {', '.join(REPAIRS)}")
-    ref = data_of(art.meta)
-    train, test = sets if sets is not None else ref.load()
-    check_fits(art.model, test)
-    threat = threat_of(art.meta)
-    split = defender_of(threat, len(train), clean_fraction, seed)
-    d_train, d_val = defender_sets(train, split)
+    data = defender_data(art, clean_fraction, seed, sets)
+    test, threat = data.test, data.threat
     backdoor = backdoor_test_for(threat, test)
     if before is None:
         before = backdoor_metrics(art.model.to(device), test, backdoor, device=device)
     known = KnownTrigger(backdoor.trigger, threat.target, threat.mode) if backdoor and threat else None
     ctx = RepairContext(
-        d_train, d_val, device=device, seed=seed, progress=progress, teacher=teacher, known_trigger=known
+        data.d_train,
+        data.d_val,
+        device=device,
+        seed=seed,
+        progress=progress,
+        teacher=teacher,
+        known_trigger=known,
     )
     start = time.perf_counter()
     result = REPAIRS[method].run(art.model.to(device), ctx, config)
@@ -313,7 +343,7 @@ def repair_model(
     if "asr" in after:
         metrics["der"] = der(before, after)
     meta = {
-        "data": asdict(ref),
+        "data": asdict(data.ref),
         "threat": art.meta.get("threat"),
         "repair": {
             "method": method,
@@ -322,7 +352,7 @@ def repair_model(
             "parent": str(art.path) if art.path else None,
             "info": result.info,
         },
-        "defender": split.to_json(),
+        "defender": data.split.to_json(),
         "provenance": provenance(seed),
     }
     return RepairOutcome(result.model.cpu(), meta, metrics, result.files)
@@ -358,13 +388,11 @@ def detect_artefact(
     (when the artefact records a threat). Files: detect.json, the reversed trigger and its PNG."""
     from mendnet.report.trigger_grid import reversed_trigger_png
 
-    ref = data_of(art.meta)
-    train, test = sets if sets is not None else ref.load()
-    check_fits(art.model, test)
-    threat = threat_of(art.meta)
-    split = defender_of(threat, len(train), clean_fraction, seed)
-    d_train, _ = defender_sets(train, split)
-    triggers, log = reverse_engineer(art.model, d_train, config, seed=seed, device=device, progress=progress)
+    data = defender_data(art, clean_fraction, seed, sets)
+    test, threat = data.test, data.threat
+    triggers, log = reverse_engineer(
+        art.model, data.d_train, config, seed=seed, device=device, progress=progress
+    )
     flagged = triggers.flagged(config.threshold)
     report = {
         "model": str(art.path) if art.path else None,
@@ -376,11 +404,11 @@ def detect_artefact(
         "threat_target": threat.target if threat else None,
         "epochs": log.epochs,
         "seconds": log.seconds,
-        "defender": split.to_json(),
+        "defender": data.split.to_json(),
         "provenance": provenance(seed),
     }
     comparison = []
-    backdoor = backdoor_test_for(threat, test, train)
+    backdoor = backdoor_test_for(threat, test, data.train)
     if backdoor is not None and len(backdoor.data):
         x = backdoor.data.float_images(torch.arange(1))
         shown = flagged[0] if flagged else int(triggers.norms.argmin())

@@ -23,7 +23,7 @@ from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
 from mendnet.train import TrainConfig, fit
 
-TEACHER_INITS = ("finetune", "scratch")
+TEACHER_INITS = ("finetune", "finetune-student", "scratch")
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,13 @@ class Config:
     stages: student stage names; empty = the model's deepest len(betas) stages (our choice for models
     with more stages than betas). teacher_stages: matched in order; empty = the teacher's deepest ones.
     teacher_epochs: epochs of the teacher's training when none is given. teacher_init: "finetune" (the
-    paper's default: FT of a copy of the backdoored model) or "scratch" (the paper's variant: a fresh network
-    of the student's architecture trained on the defender data alone; our choice of its schedule: FT's
-    settings but lr 0.1 with a cosine decay, as a network that starts from random weights needs).
+    paper's default as methods.md §3 states it: FT of a copy of the backdoored model with FT's settings,
+    lr 0.01 constant), "finetune-student" (a copy of the backdoored model trained with the student's own
+    settings below and no distillation term: the authors' release obtains its teacher by running the
+    NAD script with β = 0 for 5–10 epochs; with a given lr this teacher keeps less of the backdoor than
+    FT at 0.01) or "scratch" (the paper's variant: a fresh network of the student's architecture trained
+    on the defender data alone; our choice of its schedule: FT's settings but lr 0.1 with a cosine decay,
+    as a network that starts from random weights needs).
     """
 
     epochs: int = 20
@@ -130,15 +134,20 @@ class AttentionDistillation(nn.Module):
 
 
 def train_teacher(model: Classifier, ctx: RepairContext, config: Config) -> tuple[Classifier, float]:
-    """NAD's teacher and its training seconds: a fine-tuned copy of `model`, or (teacher_init "scratch") a
-    fresh network of its architecture, seeded with ctx.seed, trained on the defender data alone."""
+    """NAD's teacher and its training seconds: a fine-tuned copy of `model` (FT's settings, or with
+    teacher_init "finetune-student" the student's), or (teacher_init "scratch") a fresh network of its
+    architecture, seeded with ctx.seed, trained on the defender data alone."""
     ft = finetune.Config(epochs=config.teacher_epochs)
     if config.teacher_init == "finetune":
         result = finetune.run(model, ctx, ft)
         return result.model, result.info["train_seconds"]
-    torch.manual_seed(ctx.seed)
-    teacher = build_classifier(model.spec)
-    cfg = replace(ft.train_config(), lr=0.1, schedule="cosine")
+    if config.teacher_init == "finetune-student":
+        teacher = copy.deepcopy(model)
+        cfg = replace(config.train_config(), epochs=config.teacher_epochs)
+    else:
+        torch.manual_seed(ctx.seed)
+        teacher = build_classifier(model.spec)
+        cfg = replace(ft.train_config(), lr=0.1, schedule="cosine")
     history = fit(
         teacher,
         ctx.defender_train,
@@ -146,7 +155,7 @@ def train_teacher(model: Classifier, ctx: RepairContext, config: Config) -> tupl
         seed=ctx.seed,
         device=ctx.device,
         progress=ctx.progress,
-        description="NAD teacher from scratch",
+        description=f"NAD teacher ({config.teacher_init})",
     )
     return teacher, history.seconds
 

@@ -10,11 +10,10 @@ import torch
 from safetensors.torch import save
 
 from mendnet.artefact import Artefact, provenance
-from mendnet.data.defender import defender_sets
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import classify
-from mendnet.jobs import DetectOutcome, backdoor_test_for, check_fits, data_of, defender_of, threat_of
+from mendnet.jobs import DetectOutcome, backdoor_test_for, defender_data
 from mendnet.repair.context import KnownTrigger, RepairContext
 from mendnet.repair.lancet.repair import Config, error_source, locate_with_progress
 
@@ -40,19 +39,17 @@ def locate_artefact(
     (`config.misclassified`). The test set is used only to rebuild the recorded trigger."""
     from mendnet.report.lancet_grid import lancet_png
 
-    ref = data_of(art.meta)
-    train, test = sets if sets is not None else ref.load()
-    check_fits(art.model, test)
-    threat = threat_of(art.meta)
-    split = defender_of(threat, len(train), clean_fraction, seed)
-    d_train, d_val = defender_sets(train, split)
+    data = defender_data(art, clean_fraction, seed, sets)
+    test, threat = data.test, data.threat
     known = None
     if config.oracle_trigger:
-        backdoor = backdoor_test_for(threat, test, train)
+        backdoor = backdoor_test_for(threat, test, data.train)
         if backdoor is None:
             raise MendnetError("--oracle-trigger needs an artefact with a recorded backdoor")
         known = KnownTrigger(backdoor.trigger, threat.target, threat.mode)
-    ctx = RepairContext(d_train, d_val, device=device, seed=seed, progress=progress, known_trigger=known)
+    ctx = RepairContext(
+        data.d_train, data.d_val, device=device, seed=seed, progress=progress, known_trigger=known
+    )
     net = art.model.to(device).eval()
     source = error_source(net, ctx, config)
     if source is None:
@@ -75,7 +72,7 @@ def locate_artefact(
             {"index": list(map(int, torch.unravel_index(i, votes.shape))), "votes": int(votes.flatten()[i])}
             for i in order
         ],
-        "defender": split.to_json(),
+        "defender": data.split.to_json(),
         "provenance": provenance(seed),
     }
     pairs = source.pairs.take(torch.arange(min(SHOWN_PAIRS, len(source.pairs))))
