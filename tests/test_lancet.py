@@ -176,7 +176,7 @@ def test_flip_with_the_true_trigger_lowers_asr(backdoored, fmnist):
     assert before["asr"] > 0.9
     assert out.metrics["asr"] < 0.3, out.metrics
     assert info["trigger"] == "recorded (oracle)" and info["layer"] == "net.fc"
-    assert 1 <= info["weights_changed"] <= info["ei_neurons"]
+    assert info["weights_changed"] in range(1, info["ei_neurons"] + 1), info  # flipped ⊆ voted EI neurons
     original, repaired = backdoored.model.state_dict(), out.model.state_dict()
     for key in original:
         if key != "net.fc.weight":
@@ -184,6 +184,7 @@ def test_flip_with_the_true_trigger_lowers_asr(backdoored, fmnist):
     w0, w1 = original["net.fc.weight"].cpu().flatten(), repaired["net.fc.weight"].cpu().flatten()
     changed = torch.nonzero(w0 != w1).flatten()
     assert changed.tolist() == sorted(info["changed_indices"])
+    assert len(changed) == info["weights_changed"]
     assert torch.equal(w1[changed], -w0[changed])
 
 
