@@ -3,14 +3,14 @@
 seconds per repair and Neural Cleanse's detection (is the true target flagged, anomaly index; and is a
 clean model flagged). Written to docs/benchmarks.md, section `defense_table`.
 
-Setting: Fashion-MNIST, WRN-16-1 trained as the demo trains it (3 epochs, batch 128, lr 0.05 Nesterov,
-cosine, crop padding 2, flip), all-to-one to target 0, rate 10% (clean-label attacks: every target-class
-image up to that rate); repairs with 5% clean defender data and each method's defaults, except NAD's
-first-phase lr 0.045 and its teacher fine-tuned with NAD's own settings (`finetune-student`), as the demo
-runs it (docs/benchmarks.md sections `nad_lr_probe`, `nad_teacher_probe`). MCR's fine-tuned endpoint is
-the FT column's model (the same 10 epochs, data and seed it would train).
-A clean model of each seed, trained the same way, is the attacker's clean model for Trojan and CL and
-the clean model Neural Cleanse must not flag.
+Setting: Fashion-MNIST, WRN-16-1 trained as the demo trained it before it moved to 5 epochs (3 epochs,
+batch 128, lr 0.05 Nesterov, cosine, crop padding 2, flip), all-to-one to target 0, rate 10% (clean-
+label attacks: every target-class image up to that rate); repairs with 5% clean defender data and each
+method's defaults, except NAD's first-phase lr 0.045 and its teacher fine-tuned with NAD's own settings
+(`finetune-student`), as the demo runs it (docs/benchmarks.md sections `nad_lr_probe`,
+`nad_teacher_probe`). MCR's fine-tuned endpoint is the FT column's model (the same 10 epochs, data and
+seed it would train). A clean model of each seed, trained the same way, is the attacker's clean model
+for Trojan and CL and the clean model Neural Cleanse must not flag.
 
 Every unit of work is cached as a JSON (and the clean models as artefacts) in --results, so a stopped
 run resumes, and processes can share the work:

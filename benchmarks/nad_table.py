@@ -1,5 +1,5 @@
 """The demo's table (backdoored / fine-tuning / NAD, ACC and ASR) over 3 seeds, mean ± std, written to
-docs/benchmarks.md. Each seed reruns the whole demo (about 7 minutes on 2 CPU cores).
+docs/benchmarks.md. Each seed reruns the whole demo (about 8 minutes on 2 CPU cores).
 
     .venv/bin/python benchmarks/nad_table.py [--seeds 0 1 2] [--device auto]
 """
@@ -45,7 +45,8 @@ def main() -> None:
         "",
         f"`benchmarks/nad_table.py`, {time.strftime('%Y-%m-%d')}, device {device}, "
         f"{torch.get_num_threads()} threads. Fashion-MNIST, WRN-16-1, BadNets 3×3 all-to-one (target 0, "
-        "10%), 3 training epochs; repairs with 5% clean defender data. Percent, mean ± std.",
+        f"10%), {DemoConfig.epochs} training epochs; repairs with 5% clean defender data. "
+        "Percent, mean ± std.",
         "",
         "| model | ACC % | ASR % | RA % | seconds |",
         "|---|---|---|---|---|",

@@ -9,6 +9,7 @@ import torch
 
 from mendnet.artefact import save_artefact
 from mendnet.cli import main
+from mendnet.demo import DemoConfig
 from mendnet.models import ModelSpec, build_classifier
 
 
@@ -201,3 +202,6 @@ def test_help_of_every_command(capsys):
         main(["repair", "nad", "--help"])
     nad_help = capsys.readouterr().out
     assert "--betas" in nad_help and "--teacher" in nad_help and "500.0" in nad_help
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert f"(default: the demo's {DemoConfig.epochs})" in " ".join(capsys.readouterr().out.split())

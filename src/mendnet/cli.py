@@ -408,7 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fashion-MNIST, WRN-16-1, BadNets 10% → FT and NAD with 5% data.",
     )
     p.add_argument("--data-dir", default=None, help="folder holding Fashion-MNIST")
-    p.add_argument("--epochs", type=int, default=3, help="epochs of the backdoored model (default: 3)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs of the backdoored model (default: the demo's 5)"
+    )
     add_common(p, "output folder (default: runs/demo)")
     return parser
 
@@ -786,12 +788,16 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from mendnet.demo import DemoConfig, run_demo
     from mendnet.device import resolve_device
 
     out = args.out or Path("runs/demo")
     check_out(out, args.force)
-    cfg = DemoConfig(data_dir=args.data_dir, epochs=args.epochs, seed=args.seed)
+    cfg = DemoConfig(data_dir=args.data_dir, seed=args.seed)
+    if args.epochs is not None:
+        cfg = replace(cfg, epochs=args.epochs)
     run_demo(cfg, out, force=args.force, device=resolve_device(args.device), progress=not args.quiet)
     print(f"wrote {out}/ (metrics.json, report.md, attention.png, backdoored/, finetune/, nad/)")
 
