@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from docs_section import DOC, write_section
 
+from mendnet.demo import DemoConfig
 from mendnet.device import resolve_device
 from mendnet.evaluate import accuracy, backdoor_metrics
 from mendnet.jobs import DataRef, PoisonSpec, TrainOutcome, backdoor_test_for, threat_of, train_model
 from mendnet.models import Classifier
-from mendnet.train import TrainConfig
 
 ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 QUICK_PARAMS = {"trojan": (("steps", 100), ("images", 16)), "cl": (("steps", 10),)}
@@ -53,9 +54,7 @@ def main() -> None:
     arch, subset, epochs = ("small-cnn", QUICK_SUBSET, 1) if args.quick else ("wrn-16-1", None, 3)
     if args.quick:
         test = test.subset(torch.arange(QUICK_TEST))
-    cfg = TrainConfig(
-        epochs=epochs, batch_size=128, lr=0.05, nesterov=True, schedule="cosine", crop_padding=2, flip=True
-    )
+    cfg = replace(DemoConfig().train_config(), epochs=epochs)
 
     def run(spec: PoisonSpec | None, clean_model: Classifier | None = None) -> tuple[TrainOutcome, float]:
         start = time.perf_counter()

@@ -27,7 +27,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +41,12 @@ from mendnet.device import resolve_device
 from mendnet.jobs import DataRef, PoisonSpec, detect_artefact, repair_model, train_model
 from mendnet.registry import REPAIRS
 from mendnet.repair import nad
-from mendnet.train import TrainConfig
 
 ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 COLUMNS = ("finetune", "fineprune", "mcr", "neural-cleanse", "nad")
 LABELS = {"finetune": "FT", "fineprune": "FP", "mcr": "MCR", "neural-cleanse": "NC", "nad": "NAD"}
 NAD = nad.Config(lr=DemoConfig.nad_lr, teacher_init=DemoConfig.nad_teacher)
-TRAIN = TrainConfig(
-    epochs=3, batch_size=128, lr=0.05, nesterov=True, schedule="cosine", crop_padding=2, flip=True
-)
+TRAIN = replace(DemoConfig().train_config(), epochs=3)  # the epochs of the recorded table
 
 
 def clean_model(ref: DataRef, sets, seed: int, results: Path, device: torch.device) -> Artefact:
