@@ -1,8 +1,12 @@
 """The attack table of issue 4: each backdoor attack planted in WRN-16-1 on Fashion-MNIST with the demo's
-training settings (3 epochs, batch 128, lr 0.05 Nesterov, cosine, crop padding 2, flip), 10% rate
-all-to-one to target 0 (clean-label attacks: every target-class image up to that rate, which on
-Fashion-MNIST is all 6,000 of class 0), beside a clean model trained the same way; written to
-docs/benchmarks.md (section `attack_table`).
+training settings (`DemoConfig.train_config()`: 5 epochs, batch 128, lr 0.05 Nesterov, cosine, crop
+padding 2, flip), 10% rate all-to-one to target 0 (clean-label attacks: every target-class image up to
+that rate, which on Fashion-MNIST is all 6,000 of class 0), beside a clean model trained the same way;
+written to docs/benchmarks.md (section `attack_table`).
+
+`--rate` and `--target` run the same table in another setting (e.g. `--rate 0.05 --attacks sig cl
+refool`: half of the target class poisoned, so clean target-class images remain in training); such a
+run writes section `attack_table_target<T>_rate<R>` and leaves `attack_table` alone.
 
 The clean model doubles as the attacker's separately trained clean model for Trojan (patch
 optimisation) and CL (PGD), so their seconds include that work but not the clean model's training.
@@ -10,6 +14,7 @@ optimisation) and CL (PGD), so their seconds include that work but not the clean
 the floor an ASR must be compared with.
 
     .venv/bin/python benchmarks/attack_table.py [--seed 0] [--device auto] [--attacks sig cl]
+    .venv/bin/python benchmarks/attack_table.py --rate 0.05 --attacks sig cl refool
     .venv/bin/python benchmarks/attack_table.py --quick    # small-cnn, 3,000 images, 1 epoch (a smoke run)
 
 --quick also cuts Trojan to 100 Adam steps on 16 images and CL to 10 PGD steps, evaluates on the first
@@ -35,7 +40,7 @@ from mendnet.models import Classifier
 ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 QUICK_PARAMS = {"trojan": (("steps", 100), ("images", 16)), "cl": (("steps", 10),)}
 QUICK_SUBSET, QUICK_TEST = 3000, 1000
-TARGET = 0
+TARGET, RATE = 0, 0.1
 
 
 def main() -> None:
@@ -44,6 +49,8 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small-cnn, 3,000 images, 1 epoch")
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    parser.add_argument("--rate", type=float, default=RATE, help="poisoned fraction of the training set")
+    parser.add_argument("--target", type=int, default=TARGET, help="the attacks' target class")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
@@ -51,10 +58,11 @@ def main() -> None:
     device = resolve_device(args.device)
     ref = DataRef("fashion-mnist")
     train, test = ref.load()
-    arch, subset, epochs = ("small-cnn", QUICK_SUBSET, 1) if args.quick else ("wrn-16-1", None, 3)
+    cfg = DemoConfig().train_config()
+    arch, subset = ("small-cnn", QUICK_SUBSET) if args.quick else ("wrn-16-1", None)
     if args.quick:
         test = test.subset(torch.arange(QUICK_TEST))
-    cfg = replace(DemoConfig().train_config(), epochs=epochs)
+        cfg = replace(cfg, epochs=1)
 
     def run(spec: PoisonSpec | None, clean_model: Classifier | None = None) -> tuple[TrainOutcome, float]:
         start = time.perf_counter()
@@ -71,7 +79,7 @@ def main() -> None:
         )
         return out, time.perf_counter() - start
 
-    target_test = test.subset(torch.nonzero(test.labels == TARGET).flatten())
+    target_test = test.subset(torch.nonzero(test.labels == args.target).flatten())
 
     def target_acc(model: Classifier) -> str:
         return f"{100 * accuracy(model, target_test, device=device):.2f}"
@@ -83,7 +91,7 @@ def main() -> None:
     ]
     for attack in args.attacks:
         params = QUICK_PARAMS.get(attack, ()) if args.quick else ()
-        out, seconds = run(PoisonSpec(attack, TARGET, 0.1, params=params), clean.model.to(device))
+        out, seconds = run(PoisonSpec(attack, args.target, args.rate, params=params), clean.model.to(device))
         threat = threat_of(out.meta)
         floor = backdoor_metrics(clean.model, test, backdoor_test_for(threat, test, train), device=device)
         m = out.metrics
@@ -97,26 +105,39 @@ def main() -> None:
         f"small-cnn, {QUICK_SUBSET:,} training images, 1 epoch, first {QUICK_TEST:,} test images; "
         "Trojan 100 Adam steps on 16 images, CL 10 PGD steps (a smoke run, not a result)"
         if args.quick
-        else "WRN-16-1, the full training set, 3 epochs, the full test set"
+        else f"WRN-16-1, the full training set, {cfg.epochs} epochs, the full test set"
+    )
+    default_setting = (args.rate, args.target) == (RATE, TARGET)
+    section = "attack_table" if default_setting else f"attack_table_target{args.target}_rate{args.rate:g}"
+    title = "" if default_setting else f", target {args.target}, rate {100 * args.rate:g}%"
+    flags = [
+        *(["--quick"] if args.quick else []),
+        *([] if default_setting else [f"--rate {args.rate:g}", f"--target {args.target}"]),
+        *([] if tuple(args.attacks) == ATTACKS else ["--attacks", *args.attacks]),
+    ]
+    training = (
+        f"batch {cfg.batch_size}, lr {cfg.lr:g}{' Nesterov' if cfg.nesterov else ''}, {cfg.schedule}, "
+        f"crop padding {cfg.crop_padding}{', flip' if cfg.flip else ''}"
     )
     lines = [
-        "## Backdoor attacks on Fashion-MNIST" + (" (quick smoke run)" if args.quick else ""),
+        "## Backdoor attacks on Fashion-MNIST" + title + (" (quick smoke run)" if args.quick else ""),
         "",
-        f"`benchmarks/attack_table.py{' --quick' if args.quick else ''}`, {time.strftime('%Y-%m-%d')}, "
+        f"`{' '.join(['benchmarks/attack_table.py', *flags])}`, {time.strftime('%Y-%m-%d')}, "
         f"device {device}, {torch.get_num_threads()} threads, seed {args.seed}. {setting}. Demo "
-        "training settings (batch 128, lr 0.05 Nesterov, cosine, crop padding 2, flip); all-to-one, "
-        "target 0, rate 10% (clean-label: the target class's images up to that rate). Percent. "
+        f"training settings ({training}); all-to-one, "
+        f"target {args.target}, rate {100 * args.rate:g}% (clean-label: the target class's images up to that "
+        "rate). Percent. "
         "`clean ASR`: the clean model's rate for the same triggered test images. Seconds: poisoning "
         "(Trojan patch optimisation, CL's PGD) + training + evaluation; Trojan and CL use the clean "
         "model above as the attacker's clean model. `target-class ACC`: clean test accuracy on the "
-        "target class's test images alone, where clean-label attacks, which stamp every target-class "
-        "training image, lose accuracy.",
+        "target class's test images alone, where clean-label attacks, which stamp the target class's "
+        "training images, lose accuracy.",
         "",
         "| attack | labels | poisoned | ACC % | target-class ACC % | ASR % | RA % | clean ASR % | seconds |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
-    write_section("attack_table_quick" if args.quick else "attack_table", "\n".join(lines), args.doc)
+    write_section(section + "_quick" if args.quick else section, "\n".join(lines), args.doc)
     print("\n".join(lines))
 
 
