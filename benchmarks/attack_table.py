@@ -5,8 +5,9 @@ that rate, which on Fashion-MNIST is all 6,000 of class 0), beside a clean model
 written to docs/benchmarks.md (section `attack_table`).
 
 `--rate` and `--target` run the same table in another setting (e.g. `--rate 0.05 --attacks sig cl
-refool`: half of the target class poisoned, so clean target-class images remain in training); such a
-run writes section `attack_table_target<T>_rate<R>` and leaves `attack_table` alone.
+refool`: half of the target class poisoned, so clean target-class images remain in training), and
+`--epochs` with longer or shorter training; such a run writes section
+`attack_table_target<T>_rate<R>` and/or `..._epochs<E>` and leaves `attack_table` alone.
 
 The clean model doubles as the attacker's separately trained clean model for Trojan (patch
 optimisation) and CL (PGD), so their seconds include that work but not the clean model's training.
@@ -51,10 +52,13 @@ def main() -> None:
     parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     parser.add_argument("--rate", type=float, default=RATE, help="poisoned fraction of the training set")
     parser.add_argument("--target", type=int, default=TARGET, help="the attacks' target class")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the demo's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
     args = parser.parse_args()
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be ≥ 1, got {args.epochs}")
     device = resolve_device(args.device)
     ref = DataRef("fashion-mnist")
     train, test = ref.load()
@@ -63,6 +67,9 @@ def main() -> None:
     if args.quick:
         test = test.subset(torch.arange(QUICK_TEST))
         cfg = replace(cfg, epochs=1)
+    demo_epochs = args.epochs in (None, cfg.epochs)
+    if not demo_epochs:
+        cfg = replace(cfg, epochs=args.epochs)
 
     def run(spec: PoisonSpec | None, clean_model: Classifier | None = None) -> tuple[TrainOutcome, float]:
         start = time.perf_counter()
@@ -102,17 +109,21 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     setting = (
-        f"small-cnn, {QUICK_SUBSET:,} training images, 1 epoch, first {QUICK_TEST:,} test images; "
+        f"small-cnn, {QUICK_SUBSET:,} training images, {cfg.epochs} epoch(s), "
+        f"first {QUICK_TEST:,} test images; "
         "Trojan 100 Adam steps on 16 images, CL 10 PGD steps (a smoke run, not a result)"
         if args.quick
         else f"WRN-16-1, the full training set, {cfg.epochs} epochs, the full test set"
     )
     default_setting = (args.rate, args.target) == (RATE, TARGET)
-    section = "attack_table" if default_setting else f"attack_table_target{args.target}_rate{args.rate:g}"
+    section = "attack_table" + ("" if default_setting else f"_target{args.target}_rate{args.rate:g}")
+    section += "" if demo_epochs else f"_epochs{cfg.epochs}"
     title = "" if default_setting else f", target {args.target}, rate {100 * args.rate:g}%"
+    title += "" if demo_epochs else f", {cfg.epochs} epochs"
     flags = [
         *(["--quick"] if args.quick else []),
         *([] if default_setting else [f"--rate {args.rate:g}", f"--target {args.target}"]),
+        *([] if demo_epochs else [f"--epochs {cfg.epochs}"]),
         *([] if tuple(args.attacks) == ATTACKS else ["--attacks", *args.attacks]),
     ]
     training = (
