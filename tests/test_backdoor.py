@@ -1,5 +1,7 @@
 """BadNets trigger and the poisoning function (methods.md §1): pixel ranges, exact counts, records."""
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -72,6 +74,13 @@ def test_clean_label_never_changes_labels_and_caps_count():
     assert torch.equal(poisoned.labels, data.labels)
     assert len(rec.poisoned_indices) == 10
     assert all(data.labels[i] == 3 for i in rec.poisoned_indices)
+    with pytest.warns(UserWarning, match="rate 0.1 poisons all 10 images of class 3; no clean class-3 image"):
+        _, rec = poison(data, BadNetsTrigger(), target=3, rate=0.1, clean_label=True)
+    assert len(rec.poisoned_indices) == 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, rec = poison(data, BadNetsTrigger(), target=3, rate=0.09, clean_label=True)
+    assert len(rec.poisoned_indices) == 9
 
 
 def test_bad_settings():
