@@ -115,15 +115,22 @@ def main() -> None:
         if args.quick
         else f"WRN-16-1, the full training set, {cfg.epochs} epochs, the full test set"
     )
-    default_setting = (args.rate, args.target) == (RATE, TARGET)
-    section = "attack_table" + ("" if default_setting else f"_target{args.target}_rate{args.rate:g}")
-    section += "" if demo_epochs else f"_epochs{cfg.epochs}"
-    title = "" if default_setting else f", target {args.target}, rate {100 * args.rate:g}%"
-    title += "" if demo_epochs else f", {cfg.epochs} epochs"
+    variants = []  # (flags, section suffix, title) of each setting that differs from the issue's
+    if (args.rate, args.target) != (RATE, TARGET):
+        variants.append(
+            (
+                f"--rate {args.rate:g} --target {args.target}",
+                f"_target{args.target}_rate{args.rate:g}",
+                f", target {args.target}, rate {100 * args.rate:g}%",
+            )
+        )
+    if not demo_epochs:
+        variants.append((f"--epochs {cfg.epochs}", f"_epochs{cfg.epochs}", f", {cfg.epochs} epochs"))
+    section = "attack_table" + "".join(suffix for _, suffix, _ in variants)
+    title = "".join(part for _, _, part in variants)
     flags = [
         *(["--quick"] if args.quick else []),
-        *([] if default_setting else [f"--rate {args.rate:g}", f"--target {args.target}"]),
-        *([] if demo_epochs else [f"--epochs {cfg.epochs}"]),
+        *(flag for flag, _, _ in variants),
         *([] if tuple(args.attacks) == ATTACKS else ["--attacks", *args.attacks]),
     ]
     training = (

@@ -46,15 +46,10 @@ def choose_poison_indices(
     if clean_label:
         pool = torch.nonzero(labels == target).flatten()
         if count >= len(pool):
-            asked = (
-                f"rate {rate} asks for {count} images but class {target} has {len(pool)}; poisoning all "
-                f"{len(pool)}"
-                if count > len(pool)
-                else f"rate {rate} poisons all {len(pool)} images of class {target}"
-            )
             warnings.warn(
-                f"{asked}; no clean class-{target} image is left for training, which can cost most of that "
-                "class's clean accuracy",
+                f"rate {rate} asks for {count} images of class {target}, which has {len(pool)}; poisoning "
+                f"all {len(pool)}: no clean class-{target} image is left for training, which can cost most "
+                "of that class's clean accuracy",
                 stacklevel=2,
             )
             count = len(pool)
