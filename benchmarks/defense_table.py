@@ -3,7 +3,7 @@
 seconds per repair and Neural Cleanse's detection (is the true target flagged, anomaly index; and is a
 clean model flagged). Written to docs/benchmarks.md, section `defense_table`.
 
-Setting: Fashion-MNIST, WRN-16-1 trained as the demo trained it before it moved to 5 epochs (3 epochs,
+Setting: Fashion-MNIST, WRN-16-1 trained as the demo trains it (`DemoConfig.train_config()`: 5 epochs,
 batch 128, lr 0.05 Nesterov, cosine, crop padding 2, flip), all-to-one to target 0, rate 10% (clean-
 label attacks: every target-class image up to that rate); repairs with 5% clean defender data and each
 method's defaults, except NAD's first-phase lr 0.045 and its teacher fine-tuned with NAD's own settings
@@ -13,7 +13,8 @@ seed it would train). A clean model of each seed, trained the same way, is the a
 for Trojan and CL and the clean model Neural Cleanse must not flag.
 
 Every unit of work is cached as a JSON (and the clean models as artefacts) in --results, so a stopped
-run resumes, and processes can share the work:
+run resumes, and processes (or sessions) can share the work. Each JSON records the training settings it
+was made with; one made with other settings is recomputed, never reported:
 
     .venv/bin/python benchmarks/defense_table.py                      # everything, then the table
     .venv/bin/python benchmarks/defense_table.py --clean-only --seeds 0    # phase 1, one seed
@@ -27,7 +28,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,30 @@ ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 COLUMNS = ("finetune", "fineprune", "mcr", "neural-cleanse", "nad")
 LABELS = {"finetune": "FT", "fineprune": "FP", "mcr": "MCR", "neural-cleanse": "NC", "nad": "NAD"}
 NAD = nad.Config(lr=DemoConfig.nad_lr, teacher_init=DemoConfig.nad_teacher)
-TRAIN = replace(DemoConfig().train_config(), epochs=3)  # the epochs of the recorded table
+TRAIN = DemoConfig().train_config()
+SETTINGS = {"train": asdict(TRAIN), "nad": asdict(NAD)}  # what a cached JSON must have been made with
+
+
+def cached(path: Path) -> dict[str, Any] | None:
+    """The JSON at `path` if it was made with this script's SETTINGS, else None (to be recomputed)."""
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return data if data.get("settings") == json.loads(json.dumps(SETTINGS)) else None
 
 
 def clean_model(ref: DataRef, sets, seed: int, results: Path, device: torch.device) -> Artefact:
     """The clean WRN-16-1 of `seed` (trained once, cached) and its Neural Cleanse detection JSON."""
     folder = results / f"clean-s{seed}"
-    if not folder.exists():
-        out = train_model(ref, "wrn-16-1", TRAIN, seed=seed, device=device, sets=sets)
-        save_artefact(folder, out.model, out.meta, out.metrics)
-    art = load_artefact(folder)
     report = results / f"clean-s{seed}.json"
-    if not report.exists():
-        det = detect_artefact(art, DetectConfig(), seed=seed, device=device, sets=sets)
-        atomic_write_json(report, {"acc": art.metrics["acc"], "detect": summary(det.report["labels"], None)})
+    if cached(report) is not None:
+        return load_artefact(folder)
+    out = train_model(ref, "wrn-16-1", TRAIN, seed=seed, device=device, sets=sets)
+    save_artefact(folder, out.model, out.meta, out.metrics, force=True)
+    art = load_artefact(folder)
+    det = detect_artefact(art, DetectConfig(), seed=seed, device=device, sets=sets)
+    verdict = summary(det.report["labels"], None)
+    atomic_write_json(report, {"acc": art.metrics["acc"], "detect": verdict, "settings": SETTINGS})
     return art
 
 
@@ -75,7 +86,7 @@ def summary(labels: list[dict[str, Any]], target: int | None) -> dict[str, Any]:
 def run_cell(attack: str, seed: int, ref: DataRef, sets, results: Path, device: torch.device) -> None:
     """Plant `attack` with `seed`, then run every repair column on it; one JSON in `results`."""
     path = results / f"{attack}-s{seed}.json"
-    if path.exists():
+    if cached(path) is not None:
         return
     clean = clean_model(ref, sets, seed, results, device)
     start = time.perf_counter()
@@ -96,6 +107,7 @@ def run_cell(attack: str, seed: int, ref: DataRef, sets, results: Path, device: 
         "poisoned": len(trained.meta["threat"]["poisoned_indices"]),
         "device": str(device),
         "torch": torch.__version__,
+        "settings": SETTINGS,
     }
     art = Artefact(trained.model, trained.meta, trained.metrics, None)
     before = {k: trained.metrics[k] for k in ("acc", "asr", "ra")}
@@ -131,30 +143,29 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
     missing = []
     for a in attacks:
         for s in seeds:
-            path = results / f"{a}-s{s}.json"
-            if path.exists():
-                cells[a].append(json.loads(path.read_text()))
+            cell = cached(results / f"{a}-s{s}.json")
+            if cell is not None:
+                cells[a].append(cell)
             else:
                 missing.append(f"{a} seed {s}")
     devices = sorted(
         {f"{c.get('device', '?')}, torch {c.get('torch', '?')}" for a in attacks for c in cells[a]}
     )
+    clean = {s: cached(results / f"clean-s{s}.json") for s in seeds}
+    clean = {s: c for s, c in clean.items() if c is not None}
     cols = ("none", *COLUMNS)
     head = " | ".join(f"{'none' if c == 'none' else LABELS[c]} ACC / ASR %" for c in cols)
     lines = [
         f"## Backdoor defenses on Fashion-MNIST (seeds {', '.join(map(str, seeds))})",
         "",
         f"`benchmarks/defense_table.py`, {time.strftime('%Y-%m-%d')}, cells run on {'; '.join(devices)}. "
-        "WRN-16-1 trained as the demo (3 epochs), all-to-one to target 0, rate 10% (clean-label attacks: "
-        "the target class's images, all 6,000 of them); repairs with 5% clean defender data and their "
+        f"WRN-16-1 trained as the demo ({TRAIN.epochs} epochs), all-to-one to target 0, rate 10% "
+        "(clean-label attacks: the target class's images, all 6,000 of them); repairs with 5% clean "
+        "defender data and their "
         f"defaults (NC unlearning 2 epochs; MCR t rule `middle`), NAD first-phase lr {NAD.lr} and teacher "
         f"`{NAD.teacher_init}` (the demo's). "
         "Cells: ACC / ASR in percent, mean ± std over seeds. A clean model trained the same way: ACC "
-        + ", ".join(
-            f"{100 * json.loads((results / f'clean-s{s}.json').read_text())['acc']:.2f}% (seed {s})"
-            for s in seeds
-            if (results / f"clean-s{s}.json").exists()
-        )
+        + (", ".join(f"{100 * c['acc']:.2f}% (seed {s})" for s, c in clean.items()) or "not run")
         + ".",
         "",
         f"| attack | {head} |",
@@ -212,13 +223,11 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
             "–" if d["target_anomaly_index"] is None else f"{d['target_anomaly_index']:.2f}" for d in det
         )
         lines.append(f"| {a} | {hits} / {len(det)} | {idx} | {'; '.join(str(d['flagged']) for d in det)} |")
-    for s in seeds:
-        path = results / f"clean-s{s}.json"
-        if path.exists():
-            d = json.loads(path.read_text())["detect"]
-            lines.append(
-                f"| clean model, seed {s} | – | max {d['max_anomaly_index']:.2f} | {d['flagged'] or 'none'} |"
-            )
+    for s, c in clean.items():
+        d = c["detect"]
+        lines.append(
+            f"| clean model, seed {s} | – | max {d['max_anomaly_index']:.2f} | {d['flagged'] or 'none'} |"
+        )
     if missing:
         lines += ["", f"Not run (missing cells): {', '.join(missing)}."]
     return "\n".join(lines)

@@ -59,8 +59,7 @@ class DemoConfig:
 
     def train_config(self) -> TrainConfig:
         """The backdoored model's training: SGD Nesterov, cosine schedule, crop (pad 2) and flip.
-        benchmarks/attack_table.py trains with these settings; defense_table.py with 3 epochs, the
-        demo's count when its recorded table was made."""
+        benchmarks/attack_table.py and defense_table.py train with these settings."""
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
