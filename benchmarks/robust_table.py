@@ -153,10 +153,16 @@ def main() -> None:
     subset = f", {setting.subset} images of each" if setting.subset else ""
     steps = f"; training PGD shortened to {setting.train_steps} steps" if setting.train_steps else ""
     teacher_s = statistics.mean(r["teacher_seconds"] for r in runs)
+    flags = [
+        *(["--quick"] if args.quick else []),
+        *([] if args.seeds == [0] else ["--seeds", *map(str, args.seeds)]),
+        *([] if args.model == "small-cnn" else ["--model", args.model]),
+        *(f"--{name.replace('_', '-')} {value}" for name, value in overrides.items() if value is not None),
+    ]
     lines = [
         f"## Robustness training and transfer (Fashion-MNIST same-data split){quick}",
         "",
-        f"`benchmarks/robust_table.py{' --quick' if args.quick else ''}`, {time.strftime('%Y-%m-%d')}, "
+        f"`{' '.join(['benchmarks/robust_table.py', *flags])}`, {time.strftime('%Y-%m-%d')}, "
         f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; seeds "
         f"{', '.join(map(str, args.seeds))}. {args.model}; the training set split by samples into a source "
         f"and a target half (split seed 0){subset}; every row trains on the target half for "
