@@ -298,8 +298,8 @@ def test_mcr_keeps_accuracy_along_the_curve_and_follows_its_rule(backdoored, mcr
     strict=True,
     reason="MCR with t chosen on defender data alone does not remove this BadNets backdoor: the default rule "
     "(the qualifying t nearest the middle) measured ASR 99.6% on this fixture, and 80% on the full demo "
-    'setting (docs/benchmarks.md, defense_table); the rule "smallest" picked t = 0.1, ASR 100%, here with '
-    "the full defaults",
+    "setting (docs/benchmarks.md, defense_table_3epochs_gpu); the rule "
+    '"smallest" picked t = 0.1, ASR 100%, here with the full defaults',
 )
 def test_mcr_removes_backdoor(backdoored, mcr_outcome):
     before, after = backdoored.metrics, mcr_outcome.metrics
