@@ -48,7 +48,8 @@ COLUMNS = ("finetune", "fineprune", "mcr", "neural-cleanse", "nad")
 LABELS = {"finetune": "FT", "fineprune": "FP", "mcr": "MCR", "neural-cleanse": "NC", "nad": "NAD"}
 NAD = nad.Config(lr=DemoConfig.nad_lr, teacher_init=DemoConfig.nad_teacher)
 TRAIN = DemoConfig().train_config()
-SETTINGS = {"train": asdict(TRAIN), "nad": asdict(NAD)}  # what a cached JSON must have been made with
+# What a cached JSON must have been made with (as it reads back from JSON: tuples become lists).
+SETTINGS = json.loads(json.dumps({"train": asdict(TRAIN), "nad": asdict(NAD)}))
 
 
 def cached(path: Path) -> dict[str, Any] | None:
@@ -56,7 +57,7 @@ def cached(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return data if data.get("settings") == json.loads(json.dumps(SETTINGS)) else None
+    return data if data.get("settings") == SETTINGS else None
 
 
 def clean_model(ref: DataRef, sets, seed: int, results: Path, device: torch.device) -> Artefact:
@@ -151,8 +152,7 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
     devices = sorted(
         {f"{c.get('device', '?')}, torch {c.get('torch', '?')}" for a in attacks for c in cells[a]}
     )
-    clean = {s: cached(results / f"clean-s{s}.json") for s in seeds}
-    clean = {s: c for s, c in clean.items() if c is not None}
+    clean = {s: c for s in seeds if (c := cached(results / f"clean-s{s}.json")) is not None}
     cols = ("none", *COLUMNS)
     head = " | ".join(f"{'none' if c == 'none' else LABELS[c]} ACC / ASR %" for c in cols)
     lines = [
@@ -161,9 +161,8 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
         f"`benchmarks/defense_table.py`, {time.strftime('%Y-%m-%d')}, cells run on {'; '.join(devices)}. "
         f"WRN-16-1 trained as the demo ({TRAIN.epochs} epochs), all-to-one to target 0, rate 10% "
         "(clean-label attacks: the target class's images, all 6,000 of them); repairs with 5% clean "
-        "defender data and their "
-        f"defaults (NC unlearning 2 epochs; MCR t rule `middle`), NAD first-phase lr {NAD.lr} and teacher "
-        f"`{NAD.teacher_init}` (the demo's). "
+        "defender data and their defaults (NC unlearning 2 epochs; MCR t rule `middle`), NAD first-phase "
+        f"lr {NAD.lr} and teacher `{NAD.teacher_init}` (the demo's). "
         "Cells: ACC / ASR in percent, mean ± std over seeds. A clean model trained the same way: ACC "
         + (", ".join(f"{100 * c['acc']:.2f}% (seed {s})" for s, c in clean.items()) or "not run")
         + ".",
