@@ -83,3 +83,18 @@ def test_teacher_finetuned_with_student_settings_starts_from_the_backdoored_weig
         student, ctx, nad.Config(teacher_epochs=1, batch_size=16, teacher_init="finetune-student")
     )
     assert any(not torch.equal(a, b) for a, b in zip(moved.parameters(), student.parameters(), strict=True))
+
+
+def test_teacher_lr_replaces_the_init_lr_and_rejects_non_positive_values():
+    student, _ = models()
+    data = toy_set(64)
+    ctx = RepairContext(data, data, progress=False)
+    for init in ("finetune", "finetune-student"):
+        cfg = nad.Config(teacher_epochs=1, batch_size=16, teacher_init=init, teacher_lr=1e-9)
+        teacher, _ = nad.train_teacher(student, ctx, cfg)
+        # lr 1e-9 reaches the teacher whatever the init's own lr (0.01 or the student's 0.1)
+        pairs = zip(teacher.parameters(), student.parameters(), strict=True)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in pairs), init
+    for bad in (0.0, -0.1, float("nan")):
+        with pytest.raises(MendnetError, match="teacher_lr must be a positive number"):
+            nad.Config(teacher_lr=bad)

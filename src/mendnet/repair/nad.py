@@ -10,6 +10,7 @@ the teacher frozen, A an attention operator (default A^2_sum) and D the distance
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, replace
 
 import torch
@@ -41,7 +42,9 @@ class Config:
     NAD script with β = 0 for 5–10 epochs; with a given lr this teacher keeps less of the backdoor than
     FT at 0.01) or "scratch" (the paper's variant: a fresh network of the student's architecture trained
     on the defender data alone; our choice of its schedule: FT's settings but lr 0.1 with a cosine decay,
-    as a network that starts from random weights needs).
+    as a network that starts from random weights needs). teacher_lr: the teacher's lr in place of its
+    init's own (0.01, the student's lr, 0.1); None keeps that. The authors' release trains teacher and
+    student at the same 0.1.
     """
 
     epochs: int = 20
@@ -57,6 +60,7 @@ class Config:
     stages: tuple[str, ...] = ()
     teacher_stages: tuple[str, ...] = ()
     teacher_epochs: int = 10
+    teacher_lr: float | None = None
     teacher_init: str = "finetune"
     crop_padding: int = 4
     flip: bool = True
@@ -67,6 +71,8 @@ class Config:
             raise MendnetError(
                 f"unknown teacher init {self.teacher_init!r}; choose {', '.join(TEACHER_INITS)}"
             )
+        if self.teacher_lr is not None and not (math.isfinite(self.teacher_lr) and self.teacher_lr > 0):
+            raise MendnetError(f"NAD teacher_lr must be a positive number, got {self.teacher_lr}")
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -139,15 +145,15 @@ def train_teacher(model: Classifier, ctx: RepairContext, config: Config) -> tupl
     architecture, seeded with ctx.seed, trained on the defender data alone."""
     ft = finetune.Config(epochs=config.teacher_epochs)
     if config.teacher_init == "finetune":
-        result = finetune.run(model, ctx, ft)
+        result = finetune.run(model, ctx, replace(ft, lr=config.teacher_lr or ft.lr))
         return result.model, result.info["train_seconds"]
     if config.teacher_init == "finetune-student":
         teacher = copy.deepcopy(model)
-        cfg = replace(config.train_config(), epochs=config.teacher_epochs)
+        cfg = replace(config.train_config(), epochs=config.teacher_epochs, lr=config.teacher_lr or config.lr)
     else:
         torch.manual_seed(ctx.seed)
         teacher = build_classifier(model.spec)
-        cfg = replace(ft.train_config(), lr=0.1, schedule="cosine")
+        cfg = replace(ft.train_config(), lr=config.teacher_lr or 0.1, schedule="cosine")
     history = fit(
         teacher,
         ctx.defender_train,
