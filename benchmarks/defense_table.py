@@ -14,9 +14,10 @@ ASR in the teacher and 78% in NAD's student (docs/benchmarks.md sections `nad_lr
 the attacker's clean model for Trojan and CL and the clean model Neural Cleanse must not flag.
 
 Every unit of work is cached as a JSON (and the clean models as artefacts) in --results, so a stopped
-run resumes, and processes (or sessions) can share the work. Each JSON records the settings it was made
-with (training and NAD; a clean model's, training alone); one made with other settings is recomputed,
-never reported:
+run resumes, and processes (or sessions) can share the work. Each JSON records the training settings of
+its models and each column the config of its repair; what was made with other settings is recomputed,
+never reported (a changed repair config retrains the backdoored model, seeded and so identical, and
+reruns that column alone):
 
     .venv/bin/python benchmarks/defense_table.py                      # everything, then the table
     .venv/bin/python benchmarks/defense_table.py --clean-only --seeds 0    # phase 1, one seed
@@ -50,32 +51,57 @@ COLUMNS = ("finetune", "fineprune", "mcr", "neural-cleanse", "nad")
 LABELS = {"finetune": "FT", "fineprune": "FP", "mcr": "MCR", "neural-cleanse": "NC", "nad": "NAD"}
 NAD = nad.Config(lr=DemoConfig.nad_lr, teacher_init=DemoConfig.nad_teacher, teacher_lr=0.1)
 TRAIN = DemoConfig().train_config()
-# What a cached JSON must have been made with (as it reads back from JSON: tuples become lists): a cell
-# depends on the training and NAD settings, a clean model on the training settings alone.
-SETTINGS = json.loads(json.dumps({"train": asdict(TRAIN), "nad": asdict(NAD)}))
-CLEAN_SETTINGS = {"train": SETTINGS["train"]}
 
 
-def cached(path: Path, settings: dict[str, Any] = SETTINGS) -> dict[str, Any] | None:
-    """The JSON at `path` if it was made with `settings`, else None (to be recomputed)."""
+def as_json(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists), for comparing with cached settings."""
+    return json.loads(json.dumps(value))
+
+
+# What a cached JSON must have been made with: the models' training settings (the cell's "settings"),
+# and each repair column's config (stored in the column). A changed config reruns that column alone.
+SETTINGS = as_json({"train": asdict(TRAIN)})
+CONFIGS = {m: NAD if m == "nad" else REPAIRS[m].config() for m in COLUMNS}
+COLUMN_SETTINGS = {m: as_json(asdict(c)) for m, c in CONFIGS.items()}
+
+
+def cached(path: Path) -> dict[str, Any] | None:
+    """The JSON at `path` if its models were trained with SETTINGS, else None (to be recomputed)."""
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return data if data.get("settings") == settings else None
+    return data if data.get("settings") == SETTINGS else None
+
+
+def stale_columns(cell: dict[str, Any] | None) -> list[str]:
+    """The repair columns of `cell` to (re)compute: missing or made with another config. MCR starts from
+    FT's model, so either one stale makes both stale."""
+    if cell is None:
+        return list(COLUMNS)
+    stale = {m for m in COLUMNS if cell.get(m, {}).get("config") != COLUMN_SETTINGS[m]}
+    if stale & {"finetune", "mcr"}:
+        stale |= {"finetune", "mcr"}
+    return [m for m in COLUMNS if m in stale]
+
+
+def complete(path: Path) -> dict[str, Any] | None:
+    """The cached cell at `path` if every column is up to date, else None (not reported)."""
+    cell = cached(path)
+    return cell if cell is not None and not stale_columns(cell) else None
 
 
 def clean_model(ref: DataRef, sets, seed: int, results: Path, device: torch.device) -> Artefact:
     """The clean WRN-16-1 of `seed` (trained once, cached) and its Neural Cleanse detection JSON."""
     folder = results / f"clean-s{seed}"
     report = results / f"clean-s{seed}.json"
-    if cached(report, CLEAN_SETTINGS) is not None:
+    if cached(report) is not None:
         return load_artefact(folder)
     out = train_model(ref, "wrn-16-1", TRAIN, seed=seed, device=device, sets=sets)
     save_artefact(folder, out.model, out.meta, out.metrics, force=True)
     art = load_artefact(folder)
     det = detect_artefact(art, DetectConfig(), seed=seed, device=device, sets=sets)
     verdict = summary(det.report["labels"], None)
-    atomic_write_json(report, {"acc": art.metrics["acc"], "detect": verdict, "settings": CLEAN_SETTINGS})
+    atomic_write_json(report, {"acc": art.metrics["acc"], "detect": verdict, "settings": SETTINGS})
     return art
 
 
@@ -94,9 +120,12 @@ def summary(labels: list[dict[str, Any]], target: int | None) -> dict[str, Any]:
 
 
 def run_cell(attack: str, seed: int, ref: DataRef, sets, results: Path, device: torch.device) -> None:
-    """Plant `attack` with `seed`, then run every repair column on it; one JSON in `results`."""
+    """Plant `attack` with `seed`, then run the repair columns not cached yet on it (all of them when the
+    retrained model differs from the cached one's); one JSON in `results`."""
     path = results / f"{attack}-s{seed}.json"
-    if cached(path) is not None:
+    old = cached(path)
+    todo = stale_columns(old)
+    if not todo:
         return
     clean = clean_model(ref, sets, seed, results, device)
     start = time.perf_counter()
@@ -119,17 +148,21 @@ def run_cell(attack: str, seed: int, ref: DataRef, sets, results: Path, device: 
         "torch": torch.__version__,
         "settings": SETTINGS,
     }
+    if old is not None and all(old["none"][k] == trained.metrics[k] for k in ("acc", "asr", "ra")):
+        cell = {**old, **{k: v for k, v in cell.items() if k != "none"}}  # the same model: keep columns
+    else:
+        todo = list(COLUMNS)
     art = Artefact(trained.model, trained.meta, trained.metrics, None)
     before = {k: trained.metrics[k] for k in ("acc", "asr", "ra")}
     ft_model = None
-    for method in COLUMNS:
-        config = NAD if method == "nad" else REPAIRS[method].config()
+    for method in todo:
+        config = CONFIGS[method]
         teacher = ft_model if method == "mcr" else None
         out = repair_model(
             art, method, config, seed=seed, device=device, sets=sets, before=before, teacher=teacher
         )
         cell[method] = {k: out.metrics[k] for k in ("acc", "asr", "ra", "der", "seconds")}
-        cell[method]["config"] = asdict(config)
+        cell[method]["config"] = COLUMN_SETTINGS[method]
         if method == "finetune":
             ft_model = out.model
         if method == "neural-cleanse":
@@ -153,7 +186,7 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
     missing = []
     for a in attacks:
         for s in seeds:
-            cell = cached(results / f"{a}-s{s}.json")
+            cell = complete(results / f"{a}-s{s}.json")
             if cell is not None:
                 cells[a].append(cell)
             else:
@@ -161,7 +194,7 @@ def table(results: Path, attacks: list[str], seeds: list[int]) -> str:
     devices = sorted(
         {f"{c.get('device', '?')}, torch {c.get('torch', '?')}" for a in attacks for c in cells[a]}
     )
-    clean = {s: c for s in seeds if (c := cached(results / f"clean-s{s}.json", CLEAN_SETTINGS)) is not None}
+    clean = {s: c for s in seeds if (c := cached(results / f"clean-s{s}.json")) is not None}
     cols = ("none", *COLUMNS)
     head = " | ".join(f"{'none' if c == 'none' else LABELS[c]} ACC / ASR %" for c in cols)
     lines = [
