@@ -63,6 +63,7 @@ def as_json(value: Any) -> Any:
 SETTINGS = as_json({"train": asdict(TRAIN)})
 CONFIGS = {m: NAD if m == "nad" else REPAIRS[m].config() for m in COLUMNS}
 COLUMN_SETTINGS = {m: as_json(asdict(c)) for m, c in CONFIGS.items()}
+DETECT_SETTINGS = as_json(asdict(DetectConfig()))  # the clean models' detection
 
 
 def cached(path: Path) -> dict[str, Any] | None:
@@ -91,17 +92,28 @@ def complete(path: Path) -> dict[str, Any] | None:
 
 
 def clean_model(ref: DataRef, sets, seed: int, results: Path, device: torch.device) -> Artefact:
-    """The clean WRN-16-1 of `seed` (trained once, cached) and its Neural Cleanse detection JSON."""
+    """The clean WRN-16-1 of `seed` (trained once, cached) and its Neural Cleanse detection JSON (rerun on
+    the cached model when the detection config has changed)."""
     folder = results / f"clean-s{seed}"
     report = results / f"clean-s{seed}.json"
-    if cached(report) is not None:
+    known = cached(report)
+    if known is not None and known.get("detect_config") == DETECT_SETTINGS:
         return load_artefact(folder)
-    out = train_model(ref, "wrn-16-1", TRAIN, seed=seed, device=device, sets=sets)
-    save_artefact(folder, out.model, out.meta, out.metrics, force=True)
+    if known is None:
+        out = train_model(ref, "wrn-16-1", TRAIN, seed=seed, device=device, sets=sets)
+        save_artefact(folder, out.model, out.meta, out.metrics, force=True)
     art = load_artefact(folder)
     det = detect_artefact(art, DetectConfig(), seed=seed, device=device, sets=sets)
     verdict = summary(det.report["labels"], None)
-    atomic_write_json(report, {"acc": art.metrics["acc"], "detect": verdict, "settings": SETTINGS})
+    atomic_write_json(
+        report,
+        {
+            "acc": art.metrics["acc"],
+            "detect": verdict,
+            "detect_config": DETECT_SETTINGS,
+            "settings": SETTINGS,
+        },
+    )
     return art
 
 
