@@ -43,6 +43,9 @@ def test_audit_flags_the_backdoor_target(backdoored_audit):
     # the reversed trigger of label 0 is a working backdoor trigger on defender images of other classes
     assert report["attention"]["sent_to_label"] > 0.9
     assert any("`mendnet repair nad --model runs/bd`" in line for line in report["advice"])
+    # 10 epochs end before any label can early-stop (25 stale epochs), so the flag is to be confirmed
+    assert det["labels_at_limit"] == 10
+    assert any("`mendnet detect runs/bd` (60 epochs)" in line for line in report["advice"])
 
 
 def test_audit_of_the_nad_repaired_model_flags_nothing(repaired_audit, backdoored_audit):

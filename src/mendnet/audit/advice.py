@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mendnet.detect.neural_cleanse import Config as NCConfig
+
 
 def robustifier_names() -> list[str]:
     """The registered robustness methods (none in a build without them)."""
@@ -28,6 +30,14 @@ def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str
             "(attention distillation on 5% clean data), or `mendnet repair neural-cleanse --model "
             f"{model_ref} --trigger {trigger_ref}` to unlearn the reversed trigger found here; then audit "
             "the repaired model."
+        )
+    quick = report["settings"]["nc_epochs"] < NCConfig().epochs
+    if det["flagged"] and det["labels_at_limit"] and quick:
+        out.append(
+            f"Neural Cleanse stopped at its {report['settings']['nc_epochs']}-epoch limit with "
+            f"{det['labels_at_limit']} label(s) still optimising, where even a clean model's label can pass "
+            f"the threshold: confirm the flag with `mendnet detect {model_ref}` ({NCConfig().epochs} epochs) "
+            "before repairing."
         )
     if not det["flagged"]:
         label = report["attention"]["label"]
