@@ -18,6 +18,10 @@ Reported: ACC and ASR before and after, the weights changed (share of the chosen
 
     .venv/bin/python benchmarks/lancet_defects.py [--seeds 0] [--device auto]
     .venv/bin/python benchmarks/lancet_defects.py --quick   # 2 CPU cores, ~5 min: small subsets
+    .venv/bin/python benchmarks/lancet_defects.py --part backdoor --attacks badnets  # one experiment
+
+--part writes its own section (`lancet_defects`, `lancet_backdoor`); a backdoor-only run with Trojan
+still trains the defects' clean model for Trojan's attacker.
 
 --quick: small-cnn (defects) and WRN-16-1 on 16,000 images for 2 epochs without augmentation (BadNets
 only), 30 pairs, three candidate layers each, Neural Cleanse for 6 epochs, 2 fine-tuning epochs, 2
@@ -126,28 +130,32 @@ def defect_scores(model: Classifier, half2: ImageSet, wrong2: torch.Tensor, devi
     return {"acc": float(right.float().mean()), "fixed": float(right[wrong2].float().mean())}
 
 
+def clean_model(
+    setting: Setting, sets: tuple[ImageSet, ImageSet], seed: int, device: torch.device
+) -> Classifier:
+    """The defects' clean model of `seed` (Trojan's attacker reuses it when it is a WRN-16-1)."""
+    say(f"seed {seed}: training a clean {setting.arch}")
+    torch.manual_seed(seed)
+    out = train_model(
+        DataRef("fashion-mnist"),
+        setting.arch,
+        setting.train,
+        seed=seed,
+        device=device,
+        progress=False,
+        sets=sets,
+        train_subset=setting.subset,
+    )
+    return out.model.to(device).eval()
+
+
 def defects(
     setting: Setting, sets: tuple[ImageSet, ImageSet], seed: int, device: torch.device
 ) -> tuple[dict, Classifier]:
     """The general-defect experiment of one seed: accuracies of the original and of the three repairs,
     and the clean model (Trojan's attacker reuses it when it is a WRN-16-1)."""
     train, test = sets
-    say(f"defects, seed {seed}: training a clean {setting.arch}")
-    torch.manual_seed(seed)
-    model = (
-        train_model(
-            DataRef("fashion-mnist"),
-            setting.arch,
-            setting.train,
-            seed=seed,
-            device=device,
-            progress=False,
-            sets=sets,
-            train_subset=setting.subset,
-        )
-        .model.to(device)
-        .eval()
-    )
+    model = clean_model(setting, sets, seed, device)
     half1, half2 = halves(test, seed)
     wrong1 = torch.nonzero(predict(model, half1, device=device) != half1.labels).flatten()
     wrong2 = torch.nonzero(predict(model, half2, device=device) != half2.labels).flatten()
@@ -295,48 +303,17 @@ def pct(values: list[float]) -> str:
     return f"{statistics.mean(p):.2f}" + (f" ± {statistics.stdev(p):.2f}" if len(p) > 1 else "")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--quick", action="store_true", help="a smoke run on 2 CPU cores (~5 min)")
-    parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
-    args = parser.parse_args()
-    setting = QUICK if args.quick else FULL
-    device = resolve_device(args.device)
-    sets = DataRef("fashion-mnist").load()
-    begin = time.perf_counter()
-    defect_rows, clean_models = [], []
-    for seed in args.seeds:
-        row, model = defects(setting, sets, seed, device)
-        defect_rows.append(row)
-        clean_models.append(model if setting.arch == "wrn-16-1" else None)
-    backdoor_rows: dict[str, list[dict]] = {a: [] for a in setting.attacks}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed, clean in zip(args.seeds, clean_models, strict=True):
-            for attack in setting.attacks:
-                row = backdoor(setting, sets, attack, seed, device, Path(tmp), clean)
-                backdoor_rows[attack].append(row)
-    total = time.perf_counter() - begin
-    command = "benchmarks/lancet_defects.py" + (" --quick" if args.quick else "")
+def defect_lines(setting: Setting, d: list[dict], seeds: list[int]) -> list[str]:
+    """The general-defect table and its chosen layers."""
     lines = [
-        f"## AI-Lancet{' (quick smoke run)' if args.quick else ''}",
-        "",
-        f"`{command} --seeds {' '.join(map(str, args.seeds))}`, {time.strftime('%Y-%m-%d')}, "
-        f"device {device}, "
-        f"{torch.get_num_threads()} threads, {total:.0f} s in all. Percent; mean ± std over seeds.",
-        "",
         f"**General defects** ({setting.arch}; Fashion-MNIST test set in seeded halves; erroneous samples: "
         "half 1's misclassified images; N_o: 5% defender split; same data, loss and settings for the three "
         'repairs). "half 2 misclassified": accuracy on the images of half 2 the original model gets wrong.',
         "",
         "| model | half 2 ACC % | half 2 misclassified % | weights trained | seconds |",
         "|---|---|---|---|---|",
+        f"| original | {pct([r['original']['acc'] for r in d])} | 0.00 | - | - |",
     ]
-    d = defect_rows
-    lines.append(f"| original | {pct([r['original']['acc'] for r in d])} | 0.00 | - | - |")
     trained = {
         "lancet": f"{statistics.mean(r['weights'] for r in d):.0f} EI neurons "
         f"(votes ≥ {100 * DEFECT_VOTE_SHARE:.0f}% of corrected pairs)",
@@ -359,10 +336,16 @@ def main() -> None:
         + ", ".join(
             f"seed {s}: `{r['layer']}` ({r['weights']} of {r['layer_weights']} weights; "
             f"{r['wrong1']} erroneous in half 1, {r['wrong2']} in half 2)"
-            for s, r in zip(args.seeds, d, strict=True)
+            for s, r in zip(seeds, d, strict=True)
         )
         + ".",
-        "",
+    ]
+    return lines
+
+
+def backdoor_lines(setting: Setting, backdoor_rows: dict[str, list[dict]]) -> list[str]:
+    """The backdoor table: both AI-Lancet repairs per attack."""
+    lines = [
         "**Backdoors** (WRN-16-1, 10% all-to-one to label 0, Neural Cleanse's reversed trigger, no oracle; "
         f"{setting.pairs} pairs). Changed: weights changed, as a share of the chosen layer's.",
         "",
@@ -389,7 +372,74 @@ def main() -> None:
             f"{pair('lancet-finetune')} | {changed('lancet-finetune')} | "
             f"{'; '.join(flag_text(r) for r in rows)} | {secs} |"
         )
-    write_section("lancet_quick" if args.quick else "lancet", "\n".join(lines), args.doc)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="a smoke run on 2 CPU cores (~5 min)")
+    parser.add_argument(
+        "--part",
+        choices=("all", "defects", "backdoor"),
+        default="all",
+        help="run both experiments, or one of them (its own docs section: lancet_defects, lancet_backdoor)",
+    )
+    parser.add_argument(
+        "--attacks", nargs="+", choices=ATTACKS, help="backdoor attacks to run (default: the setting's)"
+    )
+    parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
+    args = parser.parse_args()
+    setting = QUICK if args.quick else FULL
+    attacks = tuple(args.attacks or setting.attacks)
+    device = resolve_device(args.device)
+    sets = DataRef("fashion-mnist").load()
+    begin = time.perf_counter()
+    defect_rows: list[dict] = []
+    clean_models: list[Classifier | None] = []
+    trojan_clean = "trojan" in attacks and setting.arch == "wrn-16-1"
+    for seed in args.seeds:
+        if args.part == "backdoor":
+            clean_models.append(clean_model(setting, sets, seed, device) if trojan_clean else None)
+            continue
+        row, model = defects(setting, sets, seed, device)
+        defect_rows.append(row)
+        clean_models.append(model if setting.arch == "wrn-16-1" else None)
+    backdoor_rows: dict[str, list[dict]] = {a: [] for a in attacks}
+    if args.part != "defects":
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed, clean in zip(args.seeds, clean_models, strict=True):
+                for attack in attacks:
+                    row = backdoor(setting, sets, attack, seed, device, Path(tmp), clean)
+                    backdoor_rows[attack].append(row)
+    total = time.perf_counter() - begin
+    command = "benchmarks/lancet_defects.py" + (" --quick" if args.quick else "")
+    if args.part != "all":
+        command += f" --part {args.part}"
+    if args.attacks and args.part != "defects":
+        command += f" --attacks {' '.join(attacks)}"
+    lines = [
+        f"## AI-Lancet{' (quick smoke run)' if args.quick else ''}"
+        + {"all": "", "defects": ": general defects", "backdoor": ": backdoors"}[args.part],
+        "",
+        f"`{command} --seeds {' '.join(map(str, args.seeds))}`, {time.strftime('%Y-%m-%d')}, "
+        f"device {device}, "
+        f"{torch.get_num_threads()} threads, {total:.0f} s in all. Percent; mean ± std over seeds.",
+        "",
+    ]
+    if args.part != "backdoor":
+        lines += defect_lines(setting, defect_rows, args.seeds)
+    if args.part == "all":
+        lines.append("")
+    if args.part != "defects":
+        lines += backdoor_lines(setting, backdoor_rows)
+    section = "lancet_quick" if args.quick else "lancet"
+    if args.part != "all":
+        section += f"_{args.part}"
+    write_section(section, "\n".join(lines), args.doc)
     print("\n".join(lines))
 
 
