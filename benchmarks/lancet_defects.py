@@ -11,9 +11,10 @@ accuracy on half 2 and on half 2's images the original model misclassifies.
 
 Backdoor: WRN-16-1 with BadNets, Trojan and Blend (10% all-to-one, target 0; no augmentation, so the
 corner trigger stays in its corner; Trojan's patch is optimised on the defects' clean WRN-16-1, or on a
-clean surrogate in --quick); Neural Cleanse reverses the trigger once per model on the defender data,
-then `lancet-flip` and `lancet-finetune` run through `repair_model` with that reversed trigger (no
-oracle; when Neural Cleanse flags no label, its smallest-norm label's trigger, marked in the table).
+clean surrogate in --quick); Neural Cleanse (its default epochs) reverses the trigger once per model on
+the defender data, then `lancet-flip` and `lancet-finetune` run through `repair_model` with that
+reversed trigger (no oracle; when Neural Cleanse flags no label, its smallest-norm label's trigger,
+marked in the table).
 Reported: ACC and ASR before and after, the weights changed (share of the chosen layer's), seconds.
 
     .venv/bin/python benchmarks/lancet_defects.py [--seeds 0] [--device auto]
@@ -94,7 +95,7 @@ FULL = Setting(
     pairs=100,
     defect_layers=(),
     backdoor_layers=(),
-    nc_epochs=20,
+    nc_epochs=nc.Config().epochs,
     tune_epochs=5,
     copies=20,
 )
