@@ -28,7 +28,6 @@ reruns that column alone):
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from dataclasses import asdict
@@ -37,6 +36,7 @@ from typing import Any
 
 import torch
 from docs_section import DOC, write_section
+from result_cache import as_json, read_cached
 
 from mendnet.artefact import Artefact, atomic_write_json, load_artefact, save_artefact
 from mendnet.demo import DemoConfig
@@ -53,11 +53,6 @@ NAD = nad.Config(lr=DemoConfig.nad_lr, teacher_init=DemoConfig.nad_teacher, teac
 TRAIN = DemoConfig().train_config()
 
 
-def as_json(value: Any) -> Any:
-    """`value` as it reads back from JSON (tuples become lists), for comparing with cached settings."""
-    return json.loads(json.dumps(value))
-
-
 # What a cached JSON must have been made with: the models' training settings (the cell's "settings"),
 # and each repair column's config (stored in the column). A changed config reruns that column alone.
 SETTINGS = as_json({"train": asdict(TRAIN)})
@@ -68,10 +63,7 @@ DETECT_SETTINGS = as_json(asdict(DetectConfig()))  # the clean models' detection
 
 def cached(path: Path) -> dict[str, Any] | None:
     """The JSON at `path` if its models were trained with SETTINGS, else None (to be recomputed)."""
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text())
-    return data if data.get("settings") == SETTINGS else None
+    return read_cached(path, SETTINGS)
 
 
 def stale_columns(cell: dict[str, Any] | None) -> list[str]:

@@ -24,6 +24,10 @@ Reported: ACC and ASR before and after, the weights changed (share of the chosen
 --part writes its own section (`lancet_defects`, `lancet_backdoor`); a backdoor-only run with Trojan
 still trains the defects' clean model for Trojan's attacker.
 
+Each backdoor row (one attack, one seed) is cached as a JSON in --results with the settings it was made
+with, so a stopped run resumes and later runs add seeds: `--part backdoor --seeds 0 1 2` reruns only the
+rows not cached with the current settings (and trains a clean model only where Trojan needs one).
+
 --quick: small-cnn (defects) and WRN-16-1 on 16,000 images for 2 epochs without augmentation (BadNets
 only), 30 pairs, three candidate layers each, Neural Cleanse for 6 epochs, 2 fine-tuning epochs, 2
 jittered copies of each erroneous image.
@@ -36,13 +40,14 @@ import copy
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from docs_section import DOC, write_section
+from result_cache import as_json, read_cached
 
-from mendnet.artefact import Artefact
+from mendnet.artefact import Artefact, atomic_write_json
 from mendnet.data.defender import defender_sets
 from mendnet.data.imageset import ImageSet
 from mendnet.detect import neural_cleanse as nc
@@ -63,6 +68,7 @@ from mendnet.repair.lancet.tune import KDToOriginal, mixed_set, neuron_finetune
 from mendnet.train import TrainConfig, fit
 
 ATTACKS = ("badnets", "trojan", "blend")
+RESULTS = Path(__file__).resolve().parent.parent / "runs" / "lancet_backdoor"
 DEFECT_VOTE_SHARE = 0.05
 """Defects train the weights voted by ≥ 5% of the corrected pairs: on a first run the union of the EI
 sets covered 8,600 of the chosen layer's 9,216 weights, which leaves nothing to compare with random
@@ -293,6 +299,17 @@ def backdoor(
     return row
 
 
+def backdoor_settings(setting: Setting) -> dict:
+    """What a cached backdoor row must have been made with: the whole setting and both repairs' configs."""
+    return as_json(
+        {"setting": asdict(setting), "flip": asdict(FlipConfig()), "finetune": asdict(FinetuneConfig())}
+    )
+
+
+def row_path(results: Path, attack: str, seed: int, quick: bool) -> Path:
+    return results / f"{attack}-s{seed}{'-quick' if quick else ''}.json"
+
+
 def flag_text(row: dict) -> str:
     if row["flagged"]:
         return ", ".join(map(str, row["flagged"]))
@@ -393,6 +410,9 @@ def main() -> None:
         "--attacks", nargs="+", choices=ATTACKS, help="backdoor attacks to run (default: the setting's)"
     )
     parser.add_argument("--doc", type=Path, default=DOC, help="markdown file to update")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder of the cached backdoor rows (one JSON each)"
+    )
     args = parser.parse_args()
     setting = QUICK if args.quick else FULL
     attacks = tuple(args.attacks or setting.attacks)
@@ -401,10 +421,16 @@ def main() -> None:
     begin = time.perf_counter()
     defect_rows: list[dict] = []
     clean_models: list[Classifier | None] = []
-    trojan_clean = "trojan" in attacks and setting.arch == "wrn-16-1"
+    settings = backdoor_settings(setting)
+
+    def known(attack: str, seed: int) -> dict | None:
+        return read_cached(row_path(args.results, attack, seed, args.quick), settings)
+
     for seed in args.seeds:
         if args.part == "backdoor":
-            clean_models.append(clean_model(setting, sets, seed, device) if trojan_clean else None)
+            needs_clean = "trojan" in attacks and known("trojan", seed) is None
+            trains = needs_clean and setting.arch == "wrn-16-1"
+            clean_models.append(clean_model(setting, sets, seed, device) if trains else None)
             continue
         row, model = defects(setting, sets, seed, device)
         defect_rows.append(row)
@@ -414,7 +440,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for seed, clean in zip(args.seeds, clean_models, strict=True):
                 for attack in attacks:
-                    row = backdoor(setting, sets, attack, seed, device, Path(tmp), clean)
+                    path = row_path(args.results, attack, seed, args.quick)
+                    cached = known(attack, seed)
+                    if cached is None:
+                        row = backdoor(setting, sets, attack, seed, device, Path(tmp), clean)
+                        atomic_write_json(path, {"settings": settings, "row": row})
+                    else:
+                        say(f"backdoor {attack}, seed {seed}: cached in {path}")
+                        row = cached["row"]
                     backdoor_rows[attack].append(row)
     total = time.perf_counter() - begin
     command = "benchmarks/lancet_defects.py" + (" --quick" if args.quick else "")
@@ -428,7 +461,9 @@ def main() -> None:
         "",
         f"`{command} --seeds {' '.join(map(str, args.seeds))}`, {time.strftime('%Y-%m-%d')}, "
         f"device {device}, "
-        f"{torch.get_num_threads()} threads, {total:.0f} s in all. Percent; mean ± std over seeds.",
+        f"{torch.get_num_threads()} threads, {total:.0f} s in this run"
+        + (" (backdoor rows cached by earlier runs not counted)" if args.part != "defects" else "")
+        + ". Percent; mean ± std over seeds.",
         "",
     ]
     if args.part != "backdoor":
