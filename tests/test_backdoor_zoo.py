@@ -238,6 +238,28 @@ def test_trojan_patch_raises_the_chosen_neuron():
         TrojanTrigger().apply(x)
 
 
+def test_trojan_refuses_a_patch_that_matches_what_it_covers():
+    # the one unit is ReLU(10 − Σ patch pixels): maximising it drives the patch to black, the colour of
+    # the (blacked-out) corner it is pasted on, so the optimised trigger would change nothing
+    data = image_set(32, c=1, size=12)
+    data.images[:, :, 7:, 7:] = 0
+    first = nn.Linear(144, 1)
+    last = nn.Linear(1, 10)
+    with torch.no_grad():
+        first.weight.zero_()
+        first.weight.view(12, 12)[8:11, 8:11] = -1.0
+        first.bias.fill_(10.0)
+        last.weight.fill_(1.0)
+    model = nn.Sequential(nn.Flatten(), first, nn.ReLU(), last).eval()
+    setup = TriggerSetup(data, target=2, seed=0, clean_model=lambda: model)
+    with pytest.raises(MendnetError, match=r"unchanged on 100% of the optimisation images.*no trigger"):
+        TrojanTrigger.prepare({"steps": 300, "images": 16}, setup)
+    # the same model on images whose corner is bright: a black patch is then a visible trigger
+    data.images[:, :, 7:, 7:] = 255
+    trigger = TrojanTrigger.prepare({"steps": 300, "images": 16}, setup)
+    assert max(max(row) for row in trigger.patch[0]) == 0
+
+
 # ---- CL --------------------------------------------------------------------------------------------
 
 
