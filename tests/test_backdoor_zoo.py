@@ -238,26 +238,50 @@ def test_trojan_patch_raises_the_chosen_neuron():
         TrojanTrigger().apply(x)
 
 
-def test_trojan_refuses_a_patch_that_matches_what_it_covers():
-    # the one unit is ReLU(10 − Σ patch pixels): maximising it drives the patch to black, the colour of
-    # the (blacked-out) corner it is pasted on, so the optimised trigger would change nothing
-    data = image_set(32, c=1, size=12)
-    data.images[:, :, 7:, 7:] = 0
-    first = nn.Linear(144, 1)
-    last = nn.Linear(1, 10)
+def black_corner_model(units: int) -> nn.Sequential:
+    """Unit 0 is ReLU(10 − Σ corner pixels), maximised by a black patch; unit 1 (when `units` = 2) is
+    ReLU(Σ corner pixels), maximised by a white one. Unit 0 has the larger weight to every logit."""
+    first = nn.Linear(144, units)
+    last = nn.Linear(units, 10)
     with torch.no_grad():
         first.weight.zero_()
-        first.weight.view(12, 12)[8:11, 8:11] = -1.0
-        first.bias.fill_(10.0)
+        first.weight[0].view(12, 12)[8:11, 8:11] = -1.0
+        first.bias.zero_()
+        first.bias[0] = 10.0
         last.weight.fill_(1.0)
-    model = nn.Sequential(nn.Flatten(), first, nn.ReLU(), last).eval()
+        last.weight[:, 0] = 2.0
+        if units == 2:
+            first.weight[1].view(12, 12)[8:11, 8:11] = 1.0
+    return nn.Sequential(nn.Flatten(), first, nn.ReLU(), last).eval()
+
+
+def test_trojan_refuses_a_patch_that_matches_what_it_covers():
+    # maximising unit 0 drives the patch to black, the colour of the (blacked-out) corner it is pasted
+    # on, so the optimised trigger would change nothing; with no other unit to try, the attack stops
+    data = image_set(32, c=1, size=12)
+    data.images[:, :, 7:, 7:] = 0
+    model = black_corner_model(units=1)
     setup = TriggerSetup(data, target=2, seed=0, clean_model=lambda: model)
-    with pytest.raises(MendnetError, match=r"unchanged on 100% of the optimisation images.*no trigger"):
+    with pytest.raises(MendnetError, match=r"units \[0\]: 100% .*no trigger"):
         TrojanTrigger.prepare({"steps": 300, "images": 16}, setup)
     # the same model on images whose corner is bright: a black patch is then a visible trigger
     data.images[:, :, 7:, 7:] = 255
     trigger = TrojanTrigger.prepare({"steps": 300, "images": 16}, setup)
     assert max(max(row) for row in trigger.patch[0]) == 0
+
+
+def test_trojan_falls_back_to_the_next_unit_when_the_patch_is_invisible():
+    data = image_set(32, c=1, size=12)
+    data.images[:, :, 7:, 7:] = 0
+    model = black_corner_model(units=2)
+    setup = TriggerSetup(data, target=2, seed=0, clean_model=lambda: model)
+    trigger = TrojanTrigger.prepare({"steps": 300, "images": 16}, setup)
+    assert trigger.chosen == [1]  # unit 0 ranks first but its patch is black on black
+    assert min(min(row) for row in trigger.patch[0]) == 255
+    with pytest.raises(MendnetError, match=r"units \[0\]: 100% .*attempts=N"):
+        TrojanTrigger.prepare({"steps": 300, "images": 16, "attempts": 1}, setup)
+    with pytest.raises(MendnetError, match="attempts must be ≥ 1"):
+        TrojanTrigger(attempts=0)
 
 
 # ---- CL --------------------------------------------------------------------------------------------

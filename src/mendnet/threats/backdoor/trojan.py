@@ -10,10 +10,12 @@ space [0, 1].
 Where the patch region is constant in the training data (Fashion-MNIST's black corners) a clean model
 has little reason to respond to it, the chosen units barely move, and the optimised patch can come out
 faint (close to the background); a faint patch is a weak trigger. A patch that leaves the pixels it
-covers nearly unchanged on most of the optimisation images is refused with an error rather than
-planted: on Fashion-MNIST, a WRN-16-1 of seed 2 (3 epochs, no augmentation) drove its patch to
-all-black, which leaves 75% of those images' corners unchanged, and the model "poisoned" with it
-reached 29% ASR (about the share of training images whose corner is not black).
+covers nearly unchanged on most of the optimisation images is not planted: the next-ranked units (by
+weight to the target logit) are tried in turn, `attempts` groups in all (our choice), and if every
+group's patch is invisible the attack stops with an error. On Fashion-MNIST, a WRN-16-1 of seed 2
+(3 epochs, no augmentation) drove its first unit's patch to all-black, which leaves 75% of those
+images' corners unchanged, and the model "poisoned" with it reached 29% ASR (about the share of
+training images whose corner is not black).
 
 Cost: the 1000 steps on 64 images are 64,000 forward/backward passes of the clean model, about one
 epoch of Fashion-MNIST training.
@@ -63,17 +65,44 @@ def stamp(x: torch.Tensor, patch: torch.Tensor, margin: int) -> torch.Tensor:
     return out
 
 
-def choose_neurons(weights: torch.Tensor, active: torch.Tensor, count: int) -> torch.Tensor:
-    """The `count` units with the largest weight to the target logit among those `active` (non-zero on
-    some optimisation image with the initial patch). A unit that is zero on every image has zero
-    gradient and cannot be driven (a dead ReLU), so it is skipped (our choice; TrojanNN also picks
-    neurons the trigger can move)."""
+def rank_neurons(weights: torch.Tensor, active: torch.Tensor, count: int) -> torch.Tensor:
+    """The units `active` (non-zero on some optimisation image with the initial patch) by decreasing
+    weight to the target logit; the first `count` are TrojanNN's choice. A unit that is zero on every
+    image has zero gradient and cannot be driven (a dead ReLU), so it is skipped (our choice; TrojanNN
+    also picks neurons the trigger can move)."""
     candidates = torch.nonzero(active).flatten()
     if len(candidates) < count:
         raise MendnetError(
             f"trojan: {count} neuron(s) asked, but only {len(candidates)} penultimate units are ever active"
         )
-    return candidates[weights[candidates].topk(count).indices].sort().values
+    return candidates[weights[candidates].argsort(descending=True, stable=True)]
+
+
+def unchanged_share(stamped: torch.Tensor, x: torch.Tensor, size: int) -> float:
+    """Share of images whose covered pixels the patch changes by less than MIN_PATCH_CHANGE (mean
+    absolute change over the s×s×C covered pixels)."""
+    change = (stamped - x).abs().flatten(1).sum(1) / (x.shape[1] * size * size)
+    return float((change < MIN_PATCH_CHANGE).float().mean())
+
+
+def optimise_patch(
+    model: nn.Module,
+    tap: PenultimateTap,
+    x: torch.Tensor,
+    raw: torch.Tensor,
+    chosen: torch.Tensor,
+    trigger: TrojanTrigger,
+) -> torch.Tensor:
+    """Adam on `raw` (patch = (tanh(raw) + 1)/2) minimising mean (a_chosen(x ⊕ patch) − activation)²;
+    the final patch as uint8 pixels (C×s×s)."""
+    opt = torch.optim.Adam([raw], lr=trigger.lr)
+    with torch.enable_grad():
+        for _ in range(trigger.steps):
+            model(stamp(x, (torch.tanh(raw) + 1) / 2, trigger.margin))
+            loss = (tap.value.flatten(1)[:, chosen] - trigger.activation).pow(2).mean()
+            (raw.grad,) = torch.autograd.grad(loss, raw)
+            opt.step()
+    return ((torch.tanh(raw.detach()) + 1) / 2).mul(255.0).round().to(torch.uint8)
 
 
 class PenultimateTap:
@@ -102,8 +131,10 @@ class TrojanTrigger:
     32 px, else 5). margin: pixels from the border (1, as BadNets; our choice). neurons: how many
     penultimate units to excite (1). activation: their target value (100). steps, lr: Adam steps
     (1000) and learning rate (0.1, our choice). images: clean training images the patch is optimised
-    on, pasted onto each (64, our choice; the paper optimises on a blank input). chosen: the excited
-    units' indices and reached: their mean activation with the final patch (records set by `prepare`).
+    on, pasted onto each (64, our choice; the paper optimises on a blank input). attempts: groups of
+    `neurons` units tried in rank order while the patch comes out invisible (3, our choice). chosen:
+    the excited units' indices and reached: their mean activation with the final patch (records set
+    by `prepare`).
     """
 
     patch: list | None = None
@@ -114,22 +145,25 @@ class TrojanTrigger:
     steps: int = 1000
     lr: float = 0.1
     images: int = 64
+    attempts: int = 3
     chosen: list[int] | None = None
     reached: float | None = None
     name: str = "trojan"
 
     def __post_init__(self) -> None:
-        if self.neurons < 1 or self.steps < 1 or self.images < 1 or self.margin < 0:
-            raise MendnetError("trojan: neurons, steps and images must be ≥ 1 and margin ≥ 0")
+        if min(self.neurons, self.steps, self.images, self.attempts) < 1 or self.margin < 0:
+            raise MendnetError("trojan: neurons, steps, images and attempts must be ≥ 1 and margin ≥ 0")
         if self.size is not None and self.size < 1:
             raise MendnetError(f"trojan: size must be ≥ 1, got {self.size}")
 
     @classmethod
     def prepare(cls, params: dict[str, Any], setup: TriggerSetup) -> TrojanTrigger:
-        """Optimise the patch on the setup's clean model (on `images` seeded training images).
+        """Optimise the patch on the setup's clean model (on `images` seeded training images), for the
+        top-ranked units first and the next-ranked ones while the patch leaves the covered pixels
+        unchanged (< MIN_PATCH_CHANGE) on more than half of the images.
 
         The patch is parametrised as (tanh(w) + 1)/2 so it stays in [0, 1] (our choice), w starting
-        from seeded N(0, 1) noise; only w receives gradients.
+        from seeded N(0, 1) noise (fresh noise for each attempt); only w receives gradients.
         """
         trigger = cls(**params)
         if trigger.patch is not None:
@@ -141,35 +175,38 @@ class TrojanTrigger:
         gen = torch.Generator().manual_seed(setup.seed)
         pick = torch.randperm(len(setup.train), generator=gen)[: trigger.images]
         x = setup.train.float_images(pick).to(setup.device)
+        refused = []
         raw = torch.randn(c, size, size, generator=gen).to(setup.device).requires_grad_(True)
-        opt = torch.optim.Adam([raw], lr=trigger.lr)
         with eval_mode(model), PenultimateTap(layer) as tap:
             with torch.no_grad():
                 model(stamp(x, (torch.tanh(raw) + 1) / 2, trigger.margin))
             active = (tap.value.flatten(1) != 0).any(0)
-            chosen = choose_neurons(layer.weight[setup.target].detach(), active, trigger.neurons)
-            with torch.enable_grad():
-                for _ in range(trigger.steps):
-                    model(stamp(x, (torch.tanh(raw) + 1) / 2, trigger.margin))
-                    loss = (tap.value.flatten(1)[:, chosen] - trigger.activation).pow(2).mean()
-                    (raw.grad,) = torch.autograd.grad(loss, raw)
-                    opt.step()
-            pixels = ((torch.tanh(raw.detach()) + 1) / 2).mul(255.0).round().to(torch.uint8)
-            with torch.no_grad():
-                stamped = stamp(x, pixels.float().div(255.0), trigger.margin)
-                model(stamped)
-            reached = float(tap.value.flatten(1)[:, chosen].mean())
-        change = (stamped - x).abs().flatten(1).sum(1) / (c * size * size)
-        unchanged = float((change < MIN_PATCH_CHANGE).float().mean())
-        if unchanged > 0.5:
-            raise MendnetError(
-                f"trojan: the optimised patch leaves the pixels it covers nearly unchanged on "
-                f"{unchanged:.0%} of the optimisation images (units {chosen.tolist()} reached "
-                f"{reached:.2f} of {trigger.activation:g}), so it is no trigger; try another seed, or "
-                "--attack-param neurons=2"
-            )
-        return replace(
-            trigger, patch=pixels.cpu().tolist(), size=size, chosen=chosen.tolist(), reached=reached
+            ranked = rank_neurons(layer.weight[setup.target].detach(), active, trigger.neurons)
+            for attempt in range(trigger.attempts):
+                chosen = ranked[attempt * trigger.neurons : (attempt + 1) * trigger.neurons].sort().values
+                if len(chosen) < trigger.neurons:
+                    break
+                if attempt:
+                    raw = torch.randn(c, size, size, generator=gen).to(setup.device).requires_grad_(True)
+                pixels = optimise_patch(model, tap, x, raw, chosen, trigger)
+                with torch.no_grad():
+                    stamped = stamp(x, pixels.float().div(255.0), trigger.margin)
+                    model(stamped)
+                reached = float(tap.value.flatten(1)[:, chosen].mean())
+                unchanged = unchanged_share(stamped, x, size)
+                if unchanged <= 0.5:
+                    return replace(
+                        trigger,
+                        patch=pixels.cpu().tolist(),
+                        size=size,
+                        chosen=chosen.tolist(),
+                        reached=reached,
+                    )
+                refused.append(f"units {chosen.tolist()}: {unchanged:.0%} (reached {reached:.2f})")
+        raise MendnetError(
+            f"trojan: every optimised patch leaves the pixels it covers nearly unchanged on most of the "
+            f"optimisation images ({'; '.join(refused)}; target activation {trigger.activation:g}), so it "
+            "is no trigger; try another seed, --attack-param neurons=2, or more --attack-param attempts=N"
         )
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +227,7 @@ class TrojanTrigger:
             "steps": self.steps,
             "lr": self.lr,
             "images": self.images,
+            "attempts": self.attempts,
             "chosen": self.chosen,
             "reached": self.reached,
         }
