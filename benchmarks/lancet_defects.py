@@ -27,6 +27,8 @@ still trains the defects' clean model for Trojan's attacker.
 Each backdoor row (one attack, one seed) is cached as a JSON in --results with the settings it was made
 with, so a stopped run resumes and later runs add seeds: `--part backdoor --seeds 0 1 2` reruns only the
 rows not cached with the current settings (and trains a clean model only where Trojan needs one).
+An attack that refuses to plant its backdoor (Trojan when every optimised patch is invisible on its
+corner) is cached as refused and listed under the table instead of stopping the run.
 
 --quick: small-cnn (defects) and WRN-16-1 on 16,000 images for 2 epochs without augmentation (BadNets
 only), 30 pairs, three candidate layers each, Neural Cleanse for 6 epochs, 2 fine-tuning epochs, 2
@@ -53,6 +55,7 @@ from mendnet.data.imageset import ImageSet
 from mendnet.detect import neural_cleanse as nc
 from mendnet.detect.reversed_trigger import TRIGGER_FILE
 from mendnet.device import resolve_device
+from mendnet.errors import MendnetError
 from mendnet.evaluate import predict
 from mendnet.jobs import DataRef, PoisonSpec, defender_of, repair_model, train_model
 from mendnet.models import Classifier
@@ -371,7 +374,11 @@ def backdoor_lines(setting: Setting, backdoor_rows: dict[str, list[dict]]) -> li
         "| fine-tune changed | NC flagged | seconds NC / flip / fine-tune |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for attack, rows in backdoor_rows.items():
+    refused = [(a, r) for a, rows in backdoor_rows.items() for r in rows if "refused" in r]
+    for attack, all_rows in backdoor_rows.items():
+        rows = [r for r in all_rows if "refused" not in r]
+        if not rows:
+            continue
 
         def pair(key: str, rows: list[dict] = rows) -> str:
             return f"{pct([r[key]['acc'] for r in rows])} / {pct([r[key]['asr'] for r in rows])}"
@@ -390,6 +397,7 @@ def backdoor_lines(setting: Setting, backdoor_rows: dict[str, list[dict]]) -> li
             f"{pair('lancet-finetune')} | {changed('lancet-finetune')} | "
             f"{'; '.join(flag_text(r) for r in rows)} | {secs} |"
         )
+    lines += [f"\nNot planted ({attack}, seed {r['seed']}): {r['refused']}" for attack, r in refused]
     return lines
 
 
@@ -443,7 +451,11 @@ def main() -> None:
                     path = row_path(args.results, attack, seed, args.quick)
                     cached = known(attack, seed)
                     if cached is None:
-                        row = backdoor(setting, sets, attack, seed, device, Path(tmp), clean)
+                        try:
+                            row = backdoor(setting, sets, attack, seed, device, Path(tmp), clean)
+                        except MendnetError as e:  # e.g. Trojan's patch came out invisible
+                            say(f"  {attack}, seed {seed}: refused: {e}")
+                            row = {"refused": str(e), "seed": seed}
                         atomic_write_json(path, {"settings": settings, "row": row})
                     else:
                         say(f"backdoor {attack}, seed {seed}: cached in {path}")
