@@ -15,7 +15,7 @@ and TRADES 11 each, the uncounted teacher 11). --quick (a smoke run on 1,024 ima
 Each row of each seed is cached in --results (default runs/robust_table) as a JSON with the settings it was
 made with, and the natural model and the robust teacher as artefacts, so a stopped run resumes and a
 CPU-only user can spread the full table over several runs; anything made with other settings is redone.
-`--no-table` trains and caches without writing the docs section (for a partial run).
+`--no-table` trains and caches without writing the docs section, `--rows` (with it) only the named rows.
 """
 
 from __future__ import annotations
@@ -158,6 +158,8 @@ def one_seed(args: argparse.Namespace, setting: Setting, seed: int, device: torc
     teachers = {"robust": robust_teacher, "natural": natural_model}
     out: dict = {"rows": {}, "teacher_seconds": []}
     for row in ROWS:
+        if args.rows and slug(row.label) not in args.rows:
+            continue
         result = cache.read_row(row, setting)
         if result is None:
             if row.method is None:
@@ -203,7 +205,15 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=None, help="PGD steps of training attacks (10)")
     parser.add_argument("--results", default=str(RESULTS), help="row and model cache")
     parser.add_argument("--no-table", action="store_true", help="train and cache only; write no docs section")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=[slug(row.label) for row in ROWS],
+        help="only these rows (with --no-table: a partial run; the table needs every row)",
+    )
     args = parser.parse_args()
+    if args.rows and not args.no_table:
+        parser.error("--rows builds part of the table: add --no-table")
     device = resolve_device(args.device)
     setting = QUICK if args.quick else FULL
     overrides = {
@@ -217,7 +227,8 @@ def main() -> None:
     runs = [one_seed(args, setting, seed, device) for seed in args.seeds]
     total = time.perf_counter() - began
     if args.no_table:
-        print(f"cached every row of seeds {args.seeds} in {args.results} ({total:.0f} s); no table written")
+        done = ", ".join(args.rows) if args.rows else "every row"
+        print(f"cached {done} of seeds {args.seeds} in {args.results} ({total:.0f} s); no table written")
         return
     rows = {row.label: [r["rows"][row.label] for r in runs] for row in ROWS}
     at_seconds = statistics.mean(m["train_seconds"] for m in rows["PGD-AT"])
