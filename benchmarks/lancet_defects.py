@@ -159,11 +159,25 @@ def clean_model(
     return out.model.to(device).eval()
 
 
-def defects(
+@dataclass
+class DefectSetup:
+    """One seed's general-defect experiment before any repair: the clean model, half 2 and the indices
+    of its misclassified images, the located EI neurons, the repair data N_e ∪ N_o and its config."""
+
+    model: Classifier
+    half2: ImageSet
+    wrong1: torch.Tensor
+    wrong2: torch.Tensor
+    located: Located
+    data: ImageSet
+    cfg: FinetuneConfig
+    locate_seconds: float
+
+
+def defect_setup(
     setting: Setting, sets: tuple[ImageSet, ImageSet], seed: int, device: torch.device
-) -> tuple[dict, Classifier]:
-    """The general-defect experiment of one seed: accuracies of the original and of the three repairs,
-    and the clean model (Trojan's attacker reuses it when it is a WRN-16-1)."""
+) -> DefectSetup:
+    """Train the clean model of `seed`, split the test set, locate on half 1's errors, build N_e ∪ N_o."""
     train, test = sets
     model = clean_model(setting, sets, seed, device)
     half1, half2 = halves(test, seed)
@@ -184,37 +198,62 @@ def defects(
     located: Located = locate_with_progress(model, pairs, cfg, progress=False)
     n_e, _ = defect_erroneous_set(model, x1, y1, located, defender, cfg.copies, seed, device)
     data = mixed_set(n_e, defender, seed)
-    locate_seconds = time.perf_counter() - start
-    mask = cfg.trained_mask(located)
+    return DefectSetup(model, half2, wrong1, wrong2, located, data, cfg, time.perf_counter() - start)
+
+
+def tuned_scores(setup: DefectSetup, mask: torch.Tensor, seed: int, device: torch.device) -> dict[str, float]:
+    """Half-2 scores (and seconds) after training only the weights of the chosen layer inside `mask`."""
+    start = time.perf_counter()
+    tuned, _ = neuron_finetune(
+        setup.model,
+        setup.located.layer,
+        mask,
+        setup.data,
+        setup.cfg.train_config(),
+        setup.cfg.kd_weight,
+        seed=seed,
+        device=device,
+        progress=False,
+    )
+    scores = defect_scores(tuned, setup.half2, setup.wrong2, device)
+    return {**scores, "seconds": time.perf_counter() - start}
+
+
+def random_mask(like: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """`count` weights drawn uniformly (seeded), as a bool mask shaped like `like`."""
+    flat = torch.zeros(like.numel(), dtype=torch.bool)
+    flat[torch.randperm(like.numel(), generator=torch.Generator().manual_seed(seed))[:count]] = True
+    return flat.view(like.shape)
+
+
+def defects(
+    setting: Setting, sets: tuple[ImageSet, ImageSet], seed: int, device: torch.device
+) -> tuple[dict, Classifier]:
+    """The general-defect experiment of one seed: accuracies of the original and of the three repairs,
+    and the clean model (Trojan's attacker reuses it when it is a WRN-16-1)."""
+    setup = defect_setup(setting, sets, seed, device)
+    mask = setup.cfg.trained_mask(setup.located)
     weights = int(mask.sum())
-    gen = torch.Generator().manual_seed(seed)
-    random_mask = torch.zeros(mask.numel(), dtype=torch.bool)
-    random_mask[torch.randperm(mask.numel(), generator=gen)[:weights]] = True
     out = {
-        "layer": located.layer,
+        "layer": setup.located.layer,
         "weights": weights,
         "layer_weights": mask.numel(),
-        "wrong1": len(wrong1),
-        "wrong2": len(wrong2),
-        "original": defect_scores(model, half2, wrong2, device),
+        "wrong1": len(setup.wrong1),
+        "wrong2": len(setup.wrong2),
+        "original": defect_scores(setup.model, setup.half2, setup.wrong2, device),
     }
-    runs = {
-        "lancet": (located.layer, mask),
-        "random": (located.layer, random_mask.view(mask.shape)),
-    }
-    for name, (layer, m) in runs.items():
-        t = time.perf_counter()
-        tuned, _ = neuron_finetune(
-            model, layer, m, data, cfg.train_config(), cfg.kd_weight, seed=seed, device=device, progress=False
-        )
-        out[name] = {**defect_scores(tuned, half2, wrong2, device), "seconds": time.perf_counter() - t}
+    for name, m in (("lancet", mask), ("random", random_mask(mask, weights, seed))):
+        out[name] = tuned_scores(setup, m, seed, device)
         say(f"  {name}: {out[name]}")
     t = time.perf_counter()
-    plain = plain_finetune(model, data, cfg, seed, device)
-    out["plain"] = {**defect_scores(plain, half2, wrong2, device), "seconds": time.perf_counter() - t}
+    plain = plain_finetune(setup.model, setup.data, setup.cfg, seed, device)
+    out["plain"] = {
+        **defect_scores(plain, setup.half2, setup.wrong2, device),
+        "seconds": time.perf_counter() - t,
+    }
     say(f"  plain: {out['plain']}")
-    out["lancet"]["seconds"] += locate_seconds
-    return out, model
+    out["lancet"]["seconds"] += setup.locate_seconds
+    return out, setup.model
 
 
 def plain_finetune(model: Classifier, data: ImageSet, cfg: FinetuneConfig, seed: int, device) -> Classifier:
