@@ -47,9 +47,9 @@ from pathlib import Path
 
 import torch
 from docs_section import DOC, write_section
-from result_cache import as_json, read_cached
+from result_cache import as_json, read_cached, write_cached
 
-from mendnet.artefact import Artefact, atomic_write_json
+from mendnet.artefact import Artefact
 from mendnet.data.defender import defender_sets
 from mendnet.data.imageset import ImageSet
 from mendnet.detect import neural_cleanse as nc
@@ -495,7 +495,7 @@ def main() -> None:
                         except MendnetError as e:  # e.g. Trojan's patch came out invisible
                             say(f"  {attack}, seed {seed}: refused: {e}")
                             row = {"refused": str(e), "seed": seed}
-                        atomic_write_json(path, {"settings": settings, "row": row})
+                        write_cached(path, settings, row=row)
                     else:
                         say(f"backdoor {attack}, seed {seed}: cached in {path}")
                         row = cached["row"]

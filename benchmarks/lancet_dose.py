@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 from docs_section import write_section
-from lancet_defects import FULL, defect_scores, defect_setup, random_mask, say, tuned_scores
-from result_cache import as_json, read_cached
+from lancet_defects import FULL, defect_scores, defect_setup, pct, random_mask, say, tuned_scores
+from result_cache import as_json, read_cached, write_cached
 
-from mendnet.artefact import atomic_write_json
 from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
 from mendnet.jobs import DataRef
@@ -73,11 +72,6 @@ def one_seed(sets: tuple, seed: int, shares: list[float], device: torch.device) 
         say(f"  seed {seed}, {k} weights: {row}")
         out["rows"].append(row)
     return out
-
-
-def pct(values: list[float]) -> str:
-    p = [100 * v for v in values]
-    return f"{statistics.mean(p):.2f}" + (f" ± {statistics.stdev(p):.2f}" if len(p) > 1 else "")
 
 
 def table(results: list[dict], shares: list[float], command: str, device: torch.device) -> str:
@@ -148,8 +142,7 @@ def main() -> None:
                 result = one_seed(sets, seed, args.shares, device)
             except MendnetError as e:
                 raise SystemExit(f"error: {e}") from e
-            args.results.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, {"settings": settings, "result": result})
+            write_cached(path, settings, result=result)
         else:
             result = cached["result"]
         results.append(result)

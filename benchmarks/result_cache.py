@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mendnet.artefact import atomic_write_json
+
 
 def as_json(value: Any) -> Any:
     """`value` as it reads back from JSON (tuples become lists), for comparing with cached settings."""
@@ -19,3 +21,9 @@ def read_cached(path: Path, settings: Any) -> dict[str, Any] | None:
         return None
     data = json.loads(path.read_text())
     return data if data.get("settings") == settings else None
+
+
+def write_cached(path: Path, settings: Any, **fields: Any) -> None:
+    """Write {"settings": settings, **fields} to `path` atomically (creating its folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"settings": settings, **fields})

@@ -21,6 +21,7 @@ CPU-only user can spread the full table over several runs; anything made with ot
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import statistics
 import time
@@ -30,9 +31,9 @@ from pathlib import Path
 
 import torch
 from docs_section import write_section
-from result_cache import as_json, read_cached
+from result_cache import as_json, read_cached, write_cached
 
-from mendnet.artefact import atomic_write_json, load_artefact, save_artefact
+from mendnet.artefact import load_artefact, save_artefact
 from mendnet.data.imageset import ImageSet
 from mendnet.device import resolve_device
 from mendnet.jobs import DataRef
@@ -116,8 +117,7 @@ class Cached:
         return None if cached is None else cached["result"]
 
     def write_row(self, row: Row, setting: Setting, result: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.row_path(row), {"settings": self.row_settings(row, setting), "result": result})
+        write_cached(self.row_path(row), self.row_settings(row, setting), result=result)
 
     def model(self, name: str, settings: dict, make: Callable[[], tuple[Classifier, float]]) -> tuple:
         """(model, training seconds) from the artefact `name`-s`seed` if made with `settings`, else
@@ -142,9 +142,11 @@ def one_seed(args: argparse.Namespace, setting: Setting, seed: int, device: torc
     test = test.subset(torch.arange(setting.eval_images))
     cache = Cached(Path(args.results), {"setting": asdict(setting), "model": args.model, "seed": seed}, seed)
 
+    @functools.cache
     def natural_model() -> tuple[Classifier, float]:
         return cache.model("natural", cache.base, lambda: natural(target, setting, args.model, seed, device))
 
+    @functools.cache
     def robust_teacher() -> tuple[Classifier, float]:
         def make() -> tuple[Classifier, float]:
             fresh = starting_model(source, None, None, args.model, seed)
