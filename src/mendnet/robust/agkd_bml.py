@@ -48,9 +48,9 @@ class Config(Schedule):
     stage (default: the student's last stage). agkd_weight: the weight of L_AGKD (1 in the paper).
 
     The authors' release also trains its natural teacher with label smoothing 0.5 (`mendnet train
-    --label-smoothing 0.5`), which on Fashion-MNIST gains AGKD-BML about 4 worst-case points, and turns
-    MART on by default, which costs it 2–3 there (docs/benchmarks.md, `agkd_ablation`); MART stays off
-    here, as methods.md §7 makes it optional."""
+    --label-smoothing 0.5`), which on Fashion-MNIST gains AGKD-BML 3–4 worst-case points (4.2 in a
+    reduced run, 3.2 at 5 epochs), and turns MART on by default, which costs it 2–3 there
+    (docs/benchmarks.md, `agkd_ablation`); MART stays off here, as methods.md §7 makes it optional."""
 
     teacher_role: ClassVar[str] = "natural"
 
