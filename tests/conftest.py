@@ -55,7 +55,9 @@ def nad_repaired(backdoored, fmnist):
     from mendnet.repair import nad
 
     cfg = nad.Config(epochs=10, lr=0.05)
-    return repair_model(backdoored, "nad", cfg, clean_fraction=0.05, sets=fmnist, progress=False)
+    return repair_model(
+        backdoored, "nad", cfg, clean_fraction=0.05, sets=fmnist, progress=False, before=backdoored.metrics
+    )
 
 
 @pytest.fixture(scope="session")

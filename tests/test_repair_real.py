@@ -38,7 +38,13 @@ def test_nad_beats_plain_finetuning_on_asr(backdoored, fmnist, nad_outcome):
     from mendnet.jobs import repair_model
 
     ft = repair_model(
-        backdoored, "finetune", finetune.Config(), clean_fraction=0.05, sets=fmnist, progress=False
+        backdoored,
+        "finetune",
+        finetune.Config(),
+        clean_fraction=0.05,
+        sets=fmnist,
+        progress=False,
+        before=backdoored.metrics,
     )
     assert ft.metrics["asr"] < backdoored.metrics["asr"]
     assert nad_outcome.metrics["asr"] <= ft.metrics["asr"] + 0.02, (ft.metrics, nad_outcome.metrics)

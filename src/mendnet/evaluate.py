@@ -15,7 +15,13 @@ from mendnet.data.batches import iterate_batches
 from mendnet.data.imageset import ImageSet
 from mendnet.threats.backdoor.trigger import Trigger, backdoor_labels
 
-EVAL_BATCH = 512
+EVAL_BATCH = 512  # images per inference batch on an accelerator
+EVAL_BATCH_CPU = 128  # on CPU, where 512 runs 1.4-2x slower (benchmarks/eval_batch.py)
+
+
+def eval_batch_size(device: torch.device | str) -> int:
+    """Images per inference batch on `device`: `EVAL_BATCH_CPU` on CPU, `EVAL_BATCH` elsewhere."""
+    return EVAL_BATCH_CPU if torch.device(device).type == "cpu" else EVAL_BATCH
 
 
 @torch.inference_mode()
@@ -34,13 +40,15 @@ def predict(
     data: ImageSet,
     *,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int = EVAL_BATCH,
+    batch_size: int | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Predicted labels (int64, on CPU) for every image, optionally after `transform` (e.g. a trigger)."""
+    """Predicted labels (int64, on CPU) for every image, optionally after `transform` (e.g. a trigger),
+    in batches of `batch_size` (None: `eval_batch_size(device)`)."""
+    size = batch_size or eval_batch_size(device)
     preds = [
         classify(model, transform(x) if transform is not None else x)
-        for x, _ in iterate_batches(data, batch_size, device=device)
+        for x, _ in iterate_batches(data, size, device=device)
     ]
     return torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
 

@@ -38,7 +38,7 @@ from torch import nn
 from mendnet.data.batches import iterate_batches
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
-from mendnet.evaluate import EVAL_BATCH, accuracy
+from mendnet.evaluate import accuracy, eval_batch_size
 from mendnet.models import Classifier, FeatureTap
 from mendnet.models.stages import dummy_forward
 from mendnet.repair import finetune
@@ -151,7 +151,7 @@ def mean_activation(
     sums, count = [], 0
     try:
         with FeatureTap(model, [name], detach=True) as features:
-            for x, _ in iterate_batches(data, EVAL_BATCH, device=device):
+            for x, _ in iterate_batches(data, eval_batch_size(device), device=device):
                 model(x)
                 out = features[name].float()
                 sums.append(out.sum(dim=(0, 2, 3)))
