@@ -10,8 +10,10 @@ label smoothing 0.5, as the authors' release trains its natural teacher (section
 
 Full: 5 epochs on each 30,000-image half, 1,000 test images attacked (timed on a GPU by the lead; meant to
 fit in 8 minutes on one H100). On 2 CPU cores `--epochs 3` took 79 minutes (AGKD-BML 22 of them, PGD-AT
-and TRADES 11 each, the uncounted teacher 11). --quick (a smoke run on 1,024 images per half, 1 epoch,
-5 training PGD steps, 64 test images) takes about 5 minutes on 2 CPU cores; its numbers are not results.
+and TRADES 11 each, the uncounted teacher 11), and the full setting about 3 hours of training per seed
+(AGKD-BML 55 minutes, TRADES 30, PGD-AT 25, the robust teacher 24), spread over two sessions. --quick (a
+smoke run on 1,024 images per half, 1 epoch, 5 training PGD steps, 64 test images) takes about 5 minutes
+on 2 CPU cores; its numbers are not results.
 
 Each row of each seed is cached in --results (default runs/robust_table) as a JSON with the settings it was
 made with, and the natural model and the two teachers as artefacts, so a stopped run resumes and a
