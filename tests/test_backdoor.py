@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
-from mendnet.evaluate import BackdoorTest, der
+from mendnet.evaluate import EVAL_BATCH, EVAL_BATCH_CPU, BackdoorTest, der, eval_batch_size, predict
+from mendnet.models import ModelSpec, build_classifier
 from mendnet.threats.backdoor import BadNetsTrigger, ThreatRecord, make_trigger, poison
 
 
@@ -121,3 +122,16 @@ def test_der_by_hand():
     before = {"acc": 0.90, "asr": 1.00}
     assert der(before, {"acc": 0.88, "asr": 0.04}) == pytest.approx((0.96 - 0.02 + 1) / 2)
     assert der(before, {"acc": 0.95, "asr": 1.00}) == pytest.approx(0.5)  # no gain either way
+
+
+def test_predict_is_independent_of_the_batch_size():
+    """The device's default batch (128 on CPU) and any other give the labels of one whole-set forward."""
+    assert eval_batch_size("cpu") == EVAL_BATCH_CPU == 128
+    assert eval_batch_size(torch.device("cuda")) == EVAL_BATCH == 512
+    data = image_set(300)
+    torch.manual_seed(0)
+    model = build_classifier(ModelSpec("small-cnn", 10, data.shape, data.mean, data.std)).eval()
+    with torch.inference_mode():
+        whole = model(data.float_images(torch.arange(len(data)))).argmax(1)
+    for size in (None, 7, 128, 512):
+        assert torch.equal(predict(model, data, batch_size=size), whole)

@@ -16,7 +16,7 @@ from mendnet.data.imageset import ImageSet
 from mendnet.threats.backdoor.trigger import Trigger, backdoor_labels
 
 EVAL_BATCH = 512  # images per inference batch on an accelerator
-EVAL_BATCH_CPU = 128  # on CPU, where 512 runs 1.4-2x slower (benchmarks/eval_batch.py)
+EVAL_BATCH_CPU = 128  # on CPU, where 512 ran 1.35-1.4x slower (benchmarks/eval_batch.py)
 
 
 def eval_batch_size(device: torch.device | str) -> int:
@@ -45,7 +45,7 @@ def predict(
 ) -> torch.Tensor:
     """Predicted labels (int64, on CPU) for every image, optionally after `transform` (e.g. a trigger),
     in batches of `batch_size` (None: `eval_batch_size(device)`)."""
-    size = batch_size or eval_batch_size(device)
+    size = eval_batch_size(device) if batch_size is None else batch_size
     preds = [
         classify(model, transform(x) if transform is not None else x)
         for x, _ in iterate_batches(data, size, device=device)
