@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from docs_section import DOC, write_section
+from train_throughput import synchronize
 
 from mendnet.data.catalog import load_dataset
 from mendnet.device import resolve_device
@@ -29,12 +30,10 @@ from mendnet.models import ModelSpec, build_classifier
 
 def timed_pass(model, data, batch: int, device: torch.device) -> float:
     """Seconds of one `predict` pass over `data` in batches of `batch`."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     predict(model, data, batch_size=batch, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
