@@ -23,7 +23,7 @@ from mendnet.errors import MendnetError
 from mendnet.evaluate import BackdoorTest, backdoor_metrics, der
 from mendnet.models import Classifier, ModelSpec, build_classifier
 from mendnet.registry import REPAIRS
-from mendnet.repair.context import KnownTrigger, RepairContext
+from mendnet.repair.context import KnownTrigger, RepairContext, asks_for_oracle
 from mendnet.threats.backdoor import Planted, ThreatRecord, attack_entry, make_trigger, plant
 from mendnet.train import TrainConfig, fit
 
@@ -295,6 +295,13 @@ def defender_data(
     return DefenderData(ref, train, test, threat, split, d_train, d_val)
 
 
+def oracle_trigger(threat: ThreatRecord | None, backdoor: BackdoorTest | None) -> KnownTrigger:
+    """The recorded backdoor handed to a method that asks for the oracle; MendnetError if there is none."""
+    if backdoor is None or threat is None:
+        raise MendnetError("--oracle-trigger needs an artefact with a recorded backdoor")
+    return KnownTrigger(backdoor.trigger, threat.target, threat.mode)
+
+
 @dataclass
 class RepairOutcome:
     model: Classifier
@@ -325,7 +332,8 @@ def repair_model(
     backdoor = backdoor_test_for(threat, test)
     if before is None:
         before = backdoor_metrics(art.model.to(device), test, backdoor, device=device)
-    known = KnownTrigger(backdoor.trigger, threat.target, threat.mode) if backdoor and threat else None
+    oracle = asks_for_oracle(config)
+    known = oracle_trigger(threat, backdoor) if oracle else None
     ctx = RepairContext(
         data.d_train,
         data.d_val,
@@ -345,6 +353,7 @@ def repair_model(
     meta = {
         "data": asdict(data.ref),
         "threat": art.meta.get("threat"),
+        "oracle": oracle,
         "repair": {
             "method": method,
             "config": asdict(config),

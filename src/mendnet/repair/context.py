@@ -25,11 +25,17 @@ class KnownTrigger:
     mode: str
 
 
+def asks_for_oracle(config: Any) -> bool:
+    """Whether a method's config asks for the recorded (true) trigger: a field `oracle_trigger` set to
+    True. Only then does a repair's context carry `known_trigger`, and the output records the oracle."""
+    return bool(getattr(config, "oracle_trigger", False))
+
+
 @dataclass
 class RepairContext:
     """Defender data (clean; `val` is the 10% held out for every stopping rule), device, seed, an
-    optional teacher model given by the user, and the recorded backdoor when the artefact has one (only
-    for methods asked to use the true trigger)."""
+    optional teacher model given by the user, and the recorded backdoor: filled only for a config that
+    asks for the oracle (`asks_for_oracle`), None for every other run."""
 
     defender_train: ImageSet
     defender_val: ImageSet

@@ -13,8 +13,8 @@ from mendnet.artefact import Artefact, provenance
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import classify
-from mendnet.jobs import DetectOutcome, backdoor_test_for, defender_data
-from mendnet.repair.context import KnownTrigger, RepairContext
+from mendnet.jobs import DetectOutcome, backdoor_test_for, defender_data, oracle_trigger
+from mendnet.repair.context import RepairContext
 from mendnet.repair.lancet.repair import Config, error_source, locate_with_progress
 
 LOCATE_JSON = "locate.json"
@@ -43,10 +43,7 @@ def locate_artefact(
     test, threat = data.test, data.threat
     known = None
     if config.oracle_trigger:
-        backdoor = backdoor_test_for(threat, test, data.train)
-        if backdoor is None:
-            raise MendnetError("--oracle-trigger needs an artefact with a recorded backdoor")
-        known = KnownTrigger(backdoor.trigger, threat.target, threat.mode)
+        known = oracle_trigger(threat, backdoor_test_for(threat, test, data.train))
     ctx = RepairContext(
         data.d_train, data.d_val, device=device, seed=seed, progress=progress, known_trigger=known
     )
