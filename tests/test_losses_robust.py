@@ -95,8 +95,18 @@ def test_triplet_uses_one_minus_absolute_cosine():
     expected = max(0.0, 0.5 + (1 - 2**-0.5) - 1.0)
     assert triplet_loss(a, p, n, margin=0.5).item() == pytest.approx(expected)
     assert triplet_loss(a, p, n, margin=0.03).item() == 0.0
-    reg = torch.stack([t.pow(2).mean() for t in (a, p, n)]).mean().item()
+    reg = 0.5 + 1.0 + 0.5  # mean(a²) + mean(p²) + mean(n²)
     assert bml_loss(a, p, n, 0.5, 0.1).item() == pytest.approx(expected + 0.1 * reg)
+
+
+def test_bml_feature_term_sums_the_three_per_batch_mean_squares():
+    # the release's λ₂·(mean(a²) + mean(p²) + mean(n²)), each mean over all N×D entries
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # squares 1, 0, 0, 4: mean 1.25
+    p = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # 4, 0, 0, 1: mean 1.25; d(a, p) = 0
+    n = torch.tensor([[1.0, 0.0], [0.0, 3.0]])  # 1, 0, 0, 9: mean 2.5; d(a, n) = 0
+    # triplet: max(0, 0.03 + 0 − 0) = 0.03; feature term 0.001 · 5.0
+    assert bml_loss(a, p, n, 0.03, 0.001).item() == pytest.approx(0.035, abs=1e-7)
+    assert bml_loss(a, p, n, 0.0, 1.0).item() == pytest.approx(5.0)
 
 
 def test_minmax_attention_spans_zero_to_one_and_l1_compares_maps():

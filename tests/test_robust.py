@@ -2,19 +2,24 @@
 AGKD-BML's adversarial pairs, PGD-AT on real data, the robustify and steps-curve commands, and errors."""
 
 import json
+import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mendnet.cli import main
+from mendnet.data.augment import NO_AUGMENT, Augment
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.jobs import DataRef
 from mendnet.models import ModelSpec, build_classifier
+from mendnet.models.taps import FeatureTap
 from mendnet.registry import ROBUSTIFIERS
 from mendnet.robust import agkd_bml, pgd_at, robust_kd
 from mendnet.robust.adversary import craft
 from mendnet.robust.context import RobustContext
+from mendnet.robust.distill import frozen_copy
 from mendnet.robust.job import robustify_model, training_set
 from mendnet.robust.transfer import split_indices, student_from_teacher
 from mendnet.threats.adversarial import PGDLinf, robust_accuracy
@@ -97,6 +102,107 @@ def test_class_pool_draws_images_of_the_asked_class():
     asked = torch.tensor([3, 0, 2, 2, 1, 3, 0] * 20)
     drawn = pool.draw(asked, torch.Generator().manual_seed(0))
     assert torch.equal((drawn[:, 0, 0, 0] * 255 / 60).round().long(), asked)
+
+
+def test_agkd_label_smoothing_is_the_releases_convention():
+    # release: true class 1 − s, the others s/(K − 1); s = 0.5, K = 10
+    y = torch.tensor([3, 0])
+    q = agkd_bml.smoothed_targets(y, 10, 0.5)
+    expected = torch.full((2, 10), 0.5 / 9)
+    expected[0, 3] = expected[1, 0] = 0.5
+    assert torch.allclose(q, expected)
+    # logits (ln 2, 0, …, 0): p = (2/11, 1/11, …); y = 0 → −0.5·ln(2/11) − 9·(0.5/9)·ln(1/11)
+    logits = torch.zeros(1, 10)
+    logits[0, 0] = math.log(2.0)
+    loss = agkd_bml.smoothed_cross_entropy(logits, torch.tensor([0]), 0.5).item()
+    assert loss == pytest.approx(math.log(11) - 0.5 * math.log(2), rel=1e-6)
+    # torch's ε = 0.5 would give 0.55 to the true class: ln 11 − 0.55·ln 2; ε = s·K/(K − 1) agrees
+    torch_half = F.cross_entropy(logits, torch.tensor([0]), label_smoothing=0.5).item()
+    assert torch_half == pytest.approx(math.log(11) - 0.55 * math.log(2), rel=1e-6)
+    torch_same = F.cross_entropy(logits, torch.tensor([0]), label_smoothing=5 / 9).item()
+    assert torch_same == pytest.approx(loss, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("arch", "stage"),
+    [
+        ("wrn-16-1", "net.relu"),
+        ("preact-resnet-18", "net.relu"),
+        ("resnet-18", "net.layer4"),
+        ("vgg-11-bn", "net.features.stage5"),
+        ("small-cnn", "net.stage2"),
+    ],
+)
+def test_agkd_default_attention_stage_is_the_last_map_before_pooling(arch, stage):
+    torch.manual_seed(0)
+    model = build_classifier(ModelSpec(arch, 2, (1, 16, 16), (0.4,), (0.3,)))  # last maps 2×2 or more
+    assert agkd_bml.attention_stage(model) == stage
+
+
+def test_agkd_attention_on_wrn_is_taken_after_the_final_bn_relu():
+    model = toy_model("wrn-16-1")
+    bn = model.net.bn
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # BN statistics and affine parameters away from the identity
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+        bn.weight.copy_(torch.randn(bn.num_features, generator=g))
+        bn.bias.copy_(torch.randn(bn.num_features, generator=g))
+    ctx = RobustContext(toy_set(32), progress=False, teacher=model)
+    objective = agkd_bml.objective_for(model, ctx, agkd_bml.Config())
+    assert objective.stage == "net.relu" and objective.features == "net.flatten"
+    x = toy_set(32).float_images()[:6]
+    with torch.no_grad(), FeatureTap(objective.teacher, ("net.block3", objective.stage)) as taps:
+        objective.teacher(x)
+    b3 = taps["net.block3"]
+    scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+    by_hand = (
+        (b3 - bn.running_mean[:, None, None]) * scale[:, None, None] + bn.bias[:, None, None]
+    ).clamp_min(0)
+    assert torch.allclose(taps[objective.stage], by_hand, atol=1e-5)
+    assert not torch.allclose(taps[objective.stage], b3, atol=1e-2)
+
+
+def _x2(augment, seed=0):
+    data = toy_set(32)
+    model = toy_model()
+    pool = agkd_bml.ClassPool(data, "cpu")
+    attack = PGDLinf(eps=EPS, steps=1, targeted=True)
+    objective = agkd_bml.AGKDObjective(
+        frozen_copy(toy_model(), "cpu"),
+        pool,
+        "net.stage2",
+        "net.head.2",
+        attack,
+        agkd_bml.Config(),
+        seed,
+        augment,
+    )
+    x, y = data.float_images()[:16], data.labels[:16]
+    c, _, x2, _ = objective.adversarial_pair(model, x, y)
+    return data, c, x2
+
+
+def test_agkd_x2_is_augmented_like_x1_deterministically_under_the_seed():
+    data, c, plain = _x2(NO_AUGMENT)
+    originals = data.float_images()
+    assert all(any(torch.equal(img, o) for o in originals) for img in plain)
+    augment = Augment(crop_padding=2, flip=True)
+    _, c_aug, x2 = _x2(augment)
+    assert torch.equal(c_aug, c) and torch.equal(x2, _x2(augment)[2])
+    assert not torch.equal(x2, _x2(augment, seed=1)[2])
+    # every x2 is a crop (zero padding 2) of a class-c image, maybe flipped; not all are un-augmented
+    padded = F.pad(originals, (2, 2, 2, 2))
+    for img, cls in zip(x2, c_aug, strict=True):
+        windows = [
+            w
+            for p in padded[data.labels == cls]
+            for dy in range(5)
+            for dx in range(5)
+            for w in (p[:, dy : dy + 8, dx : dx + 8], p[:, dy : dy + 8, dx : dx + 8].flip(2))
+        ]
+        assert any(torch.equal(img, w) for w in windows)
+    assert sum(any(torch.equal(img, o) for o in originals) for img in x2) < len(x2) // 2
 
 
 def test_agkd_adversarial_pairs_are_targeted_at_the_right_classes_and_inside_the_ball(natural):

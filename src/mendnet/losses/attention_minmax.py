@@ -1,5 +1,5 @@
-"""AGKD's attention maps (Wang et al., ICCV 2021; methods.md §7, step 4): the channel sum of the last
-feature map, min-max normalised per sample to [0, 1], and their L1 distance."""
+"""AGKD's attention maps (Wang et al., ICCV 2021; docs/methods.md §7, step 4): the channel sum of the
+last feature map, min-max normalised per sample to [0, 1], and their L1 distance."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def minmax_attention(features: torch.Tensor) -> torch.Tensor:
 def attention_l1(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """‖A_S − A_T‖₁ per sample divided by the map's H·W, averaged over the batch.
 
-    Dividing by H·W is our choice (the paper writes the plain L1 norm), so the weight of the term does
-    not grow with the map's size.
+    The paper writes the plain L1 norm; the authors' release averages over batch and pixels
+    (`F.l1_loss`), as here, so the weight of the term does not grow with the map's size.
     """
     return (student - teacher).abs().mean(dim=1).mean()

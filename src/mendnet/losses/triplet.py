@@ -1,8 +1,9 @@
-"""AGKD-BML's bidirectional metric learning term (Wang et al., ICCV 2021; methods.md §7, step 5).
+"""AGKD-BML's bidirectional metric learning term (Wang et al., ICCV 2021; docs/methods.md §7, step 5).
 
 Distance d(u, v) = 1 − |cos(u, v)| of per-sample flattened features; triplet with anchor a (forward
 adversarial example), positive p (its clean image) and negative n (backward adversarial example):
-    L_BML = mean max(0, m + d(a, p) − d(a, n)) + λ₂ · mean(feature²)
+    L_BML = mean max(0, m + d(a, p) − d(a, n)) + λ₂ · (mean(a²) + mean(p²) + mean(n²)),
+each mean over all entries of that batch's features, the three summed, as in the authors' release.
 """
 
 from __future__ import annotations
@@ -31,6 +32,6 @@ def bml_loss(
     margin: float = 0.03,
     feature_weight: float = 0.001,
 ) -> torch.Tensor:
-    """The triplet plus λ₂ times the mean squared feature entry over the three inputs."""
-    norm = torch.stack([t.pow(2).mean() for t in (anchor, positive, negative)]).mean()
+    """The triplet plus λ₂ times the sum over a, p and n of the mean squared feature entry."""
+    norm = anchor.pow(2).mean() + positive.pow(2).mean() + negative.pow(2).mean()
     return triplet_loss(anchor, positive, negative, margin) + feature_weight * norm
