@@ -1,5 +1,7 @@
 """NAD's mechanics on toy data: teacher of another architecture, stage matching, the loss term."""
 
+import math
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from mendnet.errors import MendnetError
 from mendnet.models import ModelSpec, build_classifier
 from mendnet.repair import nad
 from mendnet.repair.context import RepairContext
+from mendnet.train import fit
 from tests.test_train import toy_set
 
 
@@ -98,3 +101,79 @@ def test_teacher_lr_replaces_the_init_lr_and_rejects_non_positive_values():
     for bad in (0.0, -0.1, float("nan")):
         with pytest.raises(MendnetError, match="teacher_lr must be a positive number"):
             nad.Config(teacher_lr=bad)
+
+
+def record_step_lrs(monkeypatch):
+    """The lr of every SGD step taken from now on, read from the optimiser's param group at its step."""
+    seen = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", recording_step)
+    return seen
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.045])
+def test_student_runs_at_lr_for_two_epochs_then_at_a_fixed_0_01(monkeypatch, lr):
+    # the release: lr for epochs 0-1, then 0.01 whatever lr is (not 0.1 × lr: 0.0045 for lr 0.045)
+    student, teacher = models()
+    data = toy_set(16)  # batch 8, drop_last: 2 steps an epoch
+    ctx = RepairContext(data, data, progress=False, teacher=teacher)
+    cfg = nad.Config(lr=lr, betas=(1000.0, 1000.0), batch_size=8)
+    assert cfg.epochs == 20 and cfg.lr_drop_epoch == 2 and cfg.lr_after_drop == 0.01
+    steps = record_step_lrs(monkeypatch)
+    nad.run(student, ctx, cfg)
+    per_epoch = [lr, lr] + [0.01] * 18
+    assert steps == pytest.approx([v for v in per_epoch for _ in range(2)], rel=1e-12)
+    history = fit(student, data, cfg.train_config(), progress=False)  # the loop's own log
+    assert [e.lr for e in history.epochs] == pytest.approx(per_epoch, rel=1e-12)
+
+
+def test_lr_after_drop_is_a_setting_of_its_own_and_must_be_positive(monkeypatch):
+    student, teacher = models()
+    data = toy_set(16)
+    ctx = RepairContext(data, data, progress=False, teacher=teacher)
+    cfg = nad.Config(epochs=4, lr=0.2, lr_drop_epoch=1, lr_after_drop=0.003, betas=(1.0, 1.0), batch_size=16)
+    steps = record_step_lrs(monkeypatch)
+    nad.run(student, ctx, cfg)
+    assert steps == pytest.approx([0.2, 0.003, 0.003, 0.003], rel=1e-12)
+    for bad in (0.0, -0.01, float("nan"), float("inf")):
+        with pytest.raises(MendnetError, match="lr_after_drop must be a positive number"):
+            nad.Config(lr_after_drop=bad)
+
+
+def test_finetune_student_teacher_drops_to_the_fixed_lr_after_drop(monkeypatch):
+    student, _ = models()
+    data = toy_set(16)
+    ctx = RepairContext(data, data, progress=False)
+    steps = record_step_lrs(monkeypatch)
+    cfg = nad.Config(teacher_epochs=5, lr=0.045, batch_size=16, teacher_init="finetune-student")
+    nad.train_teacher(student, ctx, cfg)
+    assert steps == pytest.approx([0.045, 0.045, 0.01, 0.01, 0.01], rel=1e-12)
+    steps.clear()
+    nad.train_teacher(
+        student,
+        ctx,
+        nad.Config(teacher_epochs=4, batch_size=16, teacher_init="finetune-student", teacher_lr=0.2),
+    )
+    assert steps == pytest.approx([0.2, 0.2, 0.01, 0.01], rel=1e-12)
+
+
+def test_finetune_and_scratch_teachers_keep_their_own_schedules(monkeypatch):
+    student, _ = models()
+    data = toy_set(64)  # FT's batch 64: one step an epoch
+    ctx = RepairContext(data, data, progress=False)
+    steps = record_step_lrs(monkeypatch)
+    nad.train_teacher(student, ctx, nad.Config(teacher_epochs=4, teacher_init="finetune"))
+    assert steps == pytest.approx([0.01] * 4, rel=1e-12)  # FT: constant 0.01
+    steps.clear()
+    nad.train_teacher(student, ctx, nad.Config(teacher_epochs=4, teacher_init="finetune", teacher_lr=0.03))
+    assert steps == pytest.approx([0.03] * 4, rel=1e-12)
+    steps.clear()
+    # scratch: teacher_epochs of FT's settings at lr 0.1 with a per-step cosine decay (4 steps here)
+    nad.train_teacher(student, ctx, nad.Config(teacher_epochs=4, teacher_init="scratch"))
+    cosine = [0.05 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert steps == pytest.approx(cosine, rel=1e-9)

@@ -64,6 +64,32 @@ def test_schedules():
     assert lr_factor(cos, 20, 10) == pytest.approx(0.0)
 
 
+def test_step_schedule_with_absolute_milestone_lrs_in_the_loop():
+    # milestones 2 and 4 with absolute lrs 0.01 and 0.002: the base lr never scales them
+    data = toy_set(32)  # batch 16: 2 steps an epoch
+    model = build_classifier(ModelSpec("small-cnn", 2, (1, 8, 8), (0.4,), (0.3,)))
+    kw = {"epochs": 6, "batch_size": 16, "schedule": "step", "milestones": (2, 4)}
+    absolute = TrainConfig(lr=0.045, milestone_lrs=(0.01, 0.002), **kw)
+    hist = fit(model, data, absolute, progress=False)
+    assert [e.lr for e in hist.epochs] == pytest.approx([0.045, 0.045, 0.01, 0.01, 0.002, 0.002], rel=1e-12)
+    assert absolute.lr * lr_factor(absolute, 11, 2) == pytest.approx(0.002, rel=1e-12)
+    # without milestone_lrs the step schedule stays relative: lr · gamma per milestone passed
+    relative = TrainConfig(lr=0.045, gamma=0.1, **kw)
+    hist = fit(model, data, relative, progress=False)
+    assert [e.lr for e in hist.epochs] == pytest.approx([0.045, 0.045, 0.0045, 0.0045, 0.00045, 0.00045])
+
+
+def test_bad_milestone_lrs():
+    step = {"schedule": "step", "milestones": (2, 5)}
+    with pytest.raises(MendnetError, match="one lr per milestone: 2 milestones, 1 lrs"):
+        TrainConfig(milestone_lrs=(0.01,), **step)
+    with pytest.raises(MendnetError, match="milestones must increase"):
+        TrainConfig(schedule="step", milestones=(5, 2), milestone_lrs=(0.01, 0.001))
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(MendnetError, match="milestone_lrs must be positive numbers"):
+            TrainConfig(milestone_lrs=(0.01, bad), **step)
+
+
 def test_fit_learns_and_calls_the_extra_loss_with_taps():
     data = toy_set()
     torch.manual_seed(0)

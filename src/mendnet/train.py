@@ -31,7 +31,13 @@ SCHEDULES = ("cosine", "step", "constant")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run; lr in optimiser units, milestones in epochs."""
+    """Hyper-parameters of one training run; lr in optimiser units, milestones in epochs.
+
+    schedule "step": the lr is multiplied by `gamma` at each milestone epoch, or, when `milestone_lrs`
+    is given (one per milestone, in milestone order), set to that absolute lr from that milestone on
+    whatever `lr` is (e.g. NAD: `lr` for 2 epochs, then 0.01). milestones, gamma and milestone_lrs
+    are ignored by the other schedules.
+    """
 
     epochs: int = 10
     batch_size: int = 128
@@ -43,6 +49,7 @@ class TrainConfig:
     schedule: str = "cosine"
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    milestone_lrs: tuple[float, ...] = ()
     crop_padding: int = 0
     flip: bool = False
     cutout: int = 0
@@ -59,6 +66,18 @@ class TrainConfig:
             raise MendnetError(f"unknown optimizer {self.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise MendnetError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
+        if self.milestone_lrs:
+            if len(self.milestone_lrs) != len(self.milestones):
+                raise MendnetError(
+                    f"milestone_lrs needs one lr per milestone: {len(self.milestones)} milestones, "
+                    f"{len(self.milestone_lrs)} lrs"
+                )
+            if list(self.milestones) != sorted(set(self.milestones)):
+                raise MendnetError(
+                    f"milestones must increase when milestone_lrs are given, got {self.milestones}"
+                )
+            if not all(v > 0 and math.isfinite(v) for v in self.milestone_lrs):
+                raise MendnetError(f"milestone_lrs must be positive numbers, got {self.milestone_lrs}")
 
     @property
     def augment(self) -> Augment:
@@ -125,13 +144,17 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.
 
 
 def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Multiplier of the base lr at a global step: cosine (per step), step (at milestone epochs), constant."""
+    """Multiplier of the base lr at a global step: cosine (per step), step (at milestone epochs: `gamma`
+    per milestone passed, or the passed milestone's absolute lr over the base lr), constant."""
     if cfg.schedule == "cosine":
         total = cfg.epochs * steps_per_epoch
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
     if cfg.schedule == "step":
         epoch = step // steps_per_epoch
-        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        passed = sum(epoch >= m for m in cfg.milestones)
+        if cfg.milestone_lrs and passed:
+            return cfg.milestone_lrs[passed - 1] / cfg.lr
+        return cfg.gamma**passed
     return 1.0
 
 

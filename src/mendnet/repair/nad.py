@@ -1,10 +1,12 @@
-"""NAD: Neural Attention Distillation (Li et al., ICLR 2021), methods.md §3.
+"""NAD: Neural Attention Distillation (Li et al., ICLR 2021), docs/methods.md §3.
 
 Step 1, teacher: a fine-tuned copy of the backdoored model (FT, 10 epochs), or a teacher given by the
 user (another artefact, possibly another architecture). Step 2, student = the backdoored model trained on
 the defender data with
     L = CE(f_S(x), y) + Σ_l β_l · D(A(F_T^l), A(F_S^l))                       (NAD eq. 3)
 the teacher frozen, A an attention operator (default A^2_sum) and D the distance of normalised maps.
+The student trains at lr 0.1 for 2 epochs, then at a fixed 0.01 (not 0.1 × lr), as the authors'
+release does; `Config` lists which defaults are the release's and which ours.
 """
 
 from __future__ import annotations
@@ -29,28 +31,44 @@ TEACHER_INITS = ("finetune", "finetune-student", "scratch")
 
 @dataclass(frozen=True)
 class Config:
-    """Paper defaults. Student: 20 epochs, batch 64, SGD momentum 0.9 Nesterov, wd 1e-4, lr 0.1 for 2
-    epochs then 0.01; crop (pad 4), flip, Cutout 3×3. β = (500, 1000, 1000) for WRN-16-1's three groups
-    with the mean-squared distance (authors' release).
+    """NAD's settings (docs/methods.md §3). [release]: the default is the authors' released code's
+    (github.com/bboylyg/NAD: config.py, main.py, utils/util.py, data_loader.py), which methods.md §3
+    follows; [ours]: our choice.
 
-    stages: student stage names; empty = the model's deepest len(betas) stages (our choice for models
-    with more stages than betas). teacher_stages: matched in order; empty = the teacher's deepest ones.
-    teacher_epochs: epochs of the teacher's training when none is given. teacher_init: "finetune" (the
-    paper's default as methods.md §3 states it: FT of a copy of the backdoored model with FT's settings,
-    lr 0.01 constant), "finetune-student" (a copy of the backdoored model trained with the student's own
-    settings below and no distillation term: the authors' release obtains its teacher by running the
-    NAD script with β = 0 for 5–10 epochs; with a given lr this teacher keeps less of the backdoor than
-    FT at 0.01) or "scratch" (the paper's variant: a fresh network of the student's architecture trained
-    on the defender data alone; our choice of its schedule: FT's settings but lr 0.1 with a cosine decay,
-    as a network that starts from random weights needs). teacher_lr: the teacher's lr in place of its
-    init's own (0.01, the student's lr, 0.1); None keeps that. The authors' release trains teacher and
-    student at the same 0.1.
+    Student schedule, as implemented: SGD (momentum 0.9, Nesterov), lr `lr` for epochs
+    [0, lr_drop_epoch), then the fixed `lr_after_drop` for the remaining epochs, whatever `lr` is. The
+    release sets 0.1 for epochs 0–1 and 0.01 from epoch 2 on: an absolute lr, not 0.1 × lr (its 1e-4
+    from epoch 20 on is never reached in its 20 epochs and is not implemented). epochs 20, batch 64,
+    lr 0.1, lr_drop_epoch 2, lr_after_drop 0.01, momentum 0.9, weight decay 1e-4 [release].
+    Augmentation: random crop (pad 4), horizontal flip [release]; cutout 3: one 3×3 zero square at a
+    random centre, clipped at the borders, as methods.md §3 states it [ours: the release's
+    Cutout(n_holes=1, length=3) zeroes rows y−1..y and columns x−1..x, a 2×2 square].
+
+    betas (500, 1000, 1000) for WRN-16-1's three groups [release], with the mean-squared distance of
+    the normalised maps [release; the paper's eq. 2 is the plain L2 norm, distance "l2"]; operator
+    A^p_sum with p 2 [release].
+
+    stages: student stage names; empty = the model's deepest len(betas) stages (our choice for models with
+    more stages than betas). teacher_stages: matched in order; empty = the teacher's deepest ones.
+    teacher_epochs: epochs of the teacher's training when none is given (10: the top of the 5–10 the
+    release's README gives). teacher_init: "finetune" (the paper's default as methods.md §3 states it: FT
+    of a copy of the backdoored model with FT's settings, lr 0.01 constant), "finetune-student" (a copy of
+    the backdoored model trained with the student's own settings above and no distillation term: the
+    authors' release obtains its teacher by running the NAD script with β = 0 for 5–10 epochs, so the
+    teacher runs at `teacher_lr` (else `lr`) for epochs [0, lr_drop_epoch) and at the fixed
+    `lr_after_drop` afterwards; with a given lr this teacher keeps less of the backdoor than FT at 0.01)
+    or "scratch" (the paper's variant: a fresh network of the student's architecture trained on the
+    defender data alone; our choice of its schedule: FT's settings but lr 0.1 with a cosine decay, as a
+    network that starts from random weights needs). teacher_lr: the teacher's lr in place of its init's
+    own (FT's constant 0.01, the student's first-phase lr, 0.1); None keeps that; it does not change
+    `lr_after_drop`. The authors' release trains teacher and student with the same schedule.
     """
 
     epochs: int = 20
     batch_size: int = 64
     lr: float = 0.1
     lr_drop_epoch: int = 2
+    lr_after_drop: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
     betas: tuple[float, ...] = (500.0, 1000.0, 1000.0)
@@ -73,8 +91,11 @@ class Config:
             )
         if self.teacher_lr is not None and not (math.isfinite(self.teacher_lr) and self.teacher_lr > 0):
             raise MendnetError(f"NAD teacher_lr must be a positive number, got {self.teacher_lr}")
+        if not (math.isfinite(self.lr_after_drop) and self.lr_after_drop > 0):
+            raise MendnetError(f"NAD lr_after_drop must be a positive number, got {self.lr_after_drop}")
 
     def train_config(self) -> TrainConfig:
+        """The student's training: `lr` until epoch lr_drop_epoch, then the absolute `lr_after_drop`."""
         return TrainConfig(
             epochs=self.epochs,
             batch_size=self.batch_size,
@@ -84,7 +105,7 @@ class Config:
             weight_decay=self.weight_decay,
             schedule="step",
             milestones=(self.lr_drop_epoch,),
-            gamma=0.1,
+            milestone_lrs=(self.lr_after_drop,),
             crop_padding=self.crop_padding,
             flip=self.flip,
             cutout=self.cutout,
@@ -141,8 +162,9 @@ class AttentionDistillation(nn.Module):
 
 def train_teacher(model: Classifier, ctx: RepairContext, config: Config) -> tuple[Classifier, float]:
     """NAD's teacher and its training seconds: a fine-tuned copy of `model` (FT's settings, or with
-    teacher_init "finetune-student" the student's), or (teacher_init "scratch") a fresh network of its
-    architecture, seeded with ctx.seed, trained on the defender data alone."""
+    teacher_init "finetune-student" the student's: teacher_lr or lr, then lr_after_drop from epoch
+    lr_drop_epoch on), or (teacher_init "scratch") a fresh network of its architecture, seeded with
+    ctx.seed, trained on the defender data alone."""
     ft = finetune.Config(epochs=config.teacher_epochs)
     if config.teacher_init == "finetune":
         result = finetune.run(model, ctx, replace(ft, lr=config.teacher_lr or ft.lr))
