@@ -28,7 +28,8 @@ def tiny_mlp() -> nn.Sequential:
     return net
 
 
-def test_ei_features_and_importance_match_hand_computation():
+def test_former_importance_options_match_hand_computation():
+    """The former form, kept as options: f_L the raw layer output, both passes differentiated."""
     net = tiny_mlp()
     x = torch.tensor([[1.0, 0.5, 2.0], [0.2, -1.0, 0.4]])
     x_comp = torch.tensor([[0.5, 0.5, 1.0], [0.0, 0.0, 0.0]])
@@ -41,23 +42,23 @@ def test_ei_features_and_importance_match_hand_computation():
     g = ((z.softmax(1) - F.one_hot(y, 2)) @ w2 * (h > 0)).abs()  # |∂CE/∂h|
     gain = g / g.amax(1, keepdim=True)
     ei = df * (gain + 0.5)
-    feats = ei_features(net, net[0], x, x_comp, y, alpha=0.5)
+    feats = ei_features(net, net[0], x, x_comp, y, alpha=0.5, feature_point="layer")
     torch.testing.assert_close(feats.df, df)
     torch.testing.assert_close(feats.gain, gain)
     torch.testing.assert_close(feats.ei, ei)
     # ‖EI‖ = ‖(W1 d) ⊙ c‖ with c = G + α constant: ∂/∂W1[j, k] = EI_j c_j / ‖EI‖ · d_k
     c = gain + 0.5
     expected = ((ei * c / ei.norm(dim=1, keepdim=True))[:, :, None] * (x - x_comp)[:, None, :]).abs()
-    torch.testing.assert_close(weight_importance(net[0], feats), expected)
+    torch.testing.assert_close(weight_importance(net[0], feats, companion="differentiated"), expected)
 
 
-def test_conv_importance_matches_per_sample_autograd():
+def test_former_conv_importance_matches_per_sample_autograd():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 5, 4))
     x, x_comp = torch.rand(3, 2, 5, 5), torch.rand(3, 2, 5, 5)
     y = torch.tensor([0, 2, 3])
-    feats = ei_features(net, net[0], x, x_comp, y)
-    scores = weight_importance(net[0], feats, chunk_size=2)
+    feats = ei_features(net, net[0], x, x_comp, y, feature_point="layer")
+    scores = weight_importance(net[0], feats, chunk_size=2, companion="differentiated")
     c = feats.gain + feats.alpha
     for i in range(3):  # one sample at a time, plain autograd through the layer
         w = net[0].weight.detach().clone().requires_grad_()
