@@ -1,4 +1,4 @@
-"""AI-Lancet (issue 6, methods.md §4): the paper's general-defect experiment in our setting, and the
+"""AI-Lancet (issue 6, docs/methods.md §4): the paper's general-defect experiment in our setting, and the
 backdoor acceptance, written to docs/benchmarks.md (section `lancet`, or `lancet_quick`).
 
 Defects: a clean WRN-16-1 (Fashion-MNIST, the attack table's training settings); the test set is split

@@ -1,4 +1,4 @@
-"""Adversarial attacks on a Fashion-MNIST model trained in the test session (methods.md §5)."""
+"""Adversarial attacks on a Fashion-MNIST model trained in the test session (docs/methods.md §5)."""
 
 import json
 

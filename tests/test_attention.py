@@ -1,4 +1,4 @@
-"""Attention operators and distances of NAD (methods.md §3) against hand-computed values."""
+"""Attention operators and distances of NAD (docs/methods.md §3) against hand-computed values."""
 
 import math
 

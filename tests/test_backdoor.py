@@ -1,4 +1,4 @@
-"""BadNets trigger and the poisoning function (methods.md §1): pixel ranges, exact counts, records."""
+"""BadNets trigger and the poisoning function (docs/methods.md §1): pixel ranges, exact counts, records."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""The backdoor attack zoo (methods.md §1): Blend, Trojan, SIG, CL and Refool through the one trigger
+"""The backdoor attack zoo (docs/methods.md §1): Blend, Trojan, SIG, CL and Refool through the one trigger
 interface and poisoning function; records that rebuild them; `mendnet poison`; and short real-data
 runs whose ASR must stand far above a clean model's false-positive rate for the same trigger."""
 

@@ -1,4 +1,4 @@
-"""AI-Lancet (methods.md §4): features and importance against hand computation and autograd, the
+"""AI-Lancet (docs/methods.md §4): features and importance against hand computation and autograd, the
 ablation search on a network whose error depends on known weights, flip and gradient-mask locality,
 bad input, and a real repair of the session's backdoored model."""
 

@@ -1,4 +1,4 @@
-"""The one evaluation path: ACC, ASR, RA and DER (methods.md §0), streamed in batches.
+"""The one evaluation path: ACC, ASR, RA and DER (docs/methods.md §0), streamed in batches.
 
 All metrics are fractions in [0, 1].
 """

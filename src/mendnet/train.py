@@ -102,7 +102,7 @@ class BatchObjective(Protocol):
     """The whole loss of one batch, computed from the model (in train mode), x and y.
 
     It replaces CE + `LossTerm`: it may run the model in eval mode first (e.g. to craft adversarial
-    examples, methods.md §8) as long as it gives train mode back, then forwards whatever inputs it
+    examples, docs/methods.md §8) as long as it gives train mode back, then forwards whatever inputs it
     trains on. Returns the scalar loss and the logits whose argmax counts toward the epoch's training
     accuracy (labels `y`). Label smoothing of `TrainConfig` does not apply; the objective owns its loss.
     """

@@ -1,4 +1,4 @@
-"""Defender data (methods.md §0): a seeded clean subset of the training set with a validation split."""
+"""Defender data (docs/methods.md §0): a seeded clean subset of the training set with a validation split."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Backdoor detection by trigger reverse engineering: Neural Cleanse (methods.md §2)."""
+"""Backdoor detection by trigger reverse engineering: Neural Cleanse (docs/methods.md §2)."""

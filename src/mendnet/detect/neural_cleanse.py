@@ -1,4 +1,4 @@
-"""Neural Cleanse trigger reverse engineering (Wang et al., IEEE S&P 2019, §IV), methods.md §2.
+"""Neural Cleanse trigger reverse engineering (Wang et al., IEEE S&P 2019, §IV), docs/methods.md §2.
 
 For every label y, find the smallest trigger that sends clean images to y:
 
@@ -38,7 +38,7 @@ ADAM_BETAS = (0.5, 0.9)
 
 @dataclass(frozen=True)
 class Config:
-    """Neural Cleanse reverse engineering (methods.md §2 and the authors' release).
+    """Neural Cleanse reverse engineering (docs/methods.md §2 and the authors' release).
 
     An epoch is `batches_per_epoch` mini-batches of `batch_size` defender images per label (authors:
     1000 images / 32 ≈ 31 batches), the unit of the λ schedule, not a pass over the defender set.
@@ -48,7 +48,7 @@ class Config:
     nothing after 60, where most labels had stopped early, at 40 to 57; docs/benchmarks.md section
     `nc_epochs_probe`; 60 take up to about 7 minutes on 2 CPU cores). A label stops earlier once λ has
     gone both up and down and its best norm has not improved for `early_stop_patience` epochs (authors:
-    5 · patience). λ starts at `init_cost` (methods.md; the authors' release starts at 0 and sets it
+    5 · patience). λ starts at `init_cost` (docs/methods.md; the authors' release starts at 0 and sets it
     after `patience` successful epochs). cost_multiplier: λ's factor up; down is its power 1.5.
     threshold: anomaly index above which a label below the median norm is flagged.
     """

@@ -1,4 +1,4 @@
-"""Attention maps of feature tensors and their distances (NAD, Li et al. ICLR 2021, §3 of methods.md).
+"""Attention maps of feature tensors and their distances (NAD, Li et al. ICLR 2021, §3 of docs/methods.md).
 
 For a stage output F with C channels (N×C×H×W), the attention operators of NAD's §3.2 are
     A_sum(F)    = Σ_c |F_c|

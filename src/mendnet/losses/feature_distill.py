@@ -1,4 +1,5 @@
-"""Feature distillation distances (Robust-KD's cosine term, Shafahi et al.'s L2 baseline; methods.md §6)."""
+"""Feature distillation distances (Robust-KD's cosine term, Shafahi et al.'s L2 baseline;
+docs/methods.md §6)."""
 
 from __future__ import annotations
 

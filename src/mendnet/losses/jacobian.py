@@ -1,4 +1,4 @@
-"""Random projections of an input Jacobian (Robust-KD, Zhang & Yi 2021; methods.md §6).
+"""Random projections of an input Jacobian (Robust-KD, Zhang & Yi 2021; docs/methods.md §6).
 
 For a stage output F (N×…) of an input x (N×C×H×W) and one vector M per sample over F's entries,
     M ᵀ J  with  J = ∂F/∂x

@@ -1,5 +1,5 @@
 """Fine-pruning (FP): Liu, Dolan-Gavitt & Garg, "Fine-Pruning: Defending Against Backdooring Attacks on Deep
-Neural Networks", RAID 2018; methods.md §2.
+Neural Networks", RAID 2018; docs/methods.md §2.
 
 1. Rank the channels of the last convolutional layer by their mean activation on the defender's training
    split (mean over images and the H×W positions, in the layer's activation units).
@@ -7,7 +7,7 @@ Neural Networks", RAID 2018; methods.md §2.
    `max_relative_drop` (10%, relative) of the unpruned model's: keep pruning while acc_k ≥ (1 − 0.1)·acc_0.
    Never more than `max_prune_fraction` of the channels (our choice, 90%: a budget the paper does not
    have, so that a flat validation curve cannot prune the layer away).
-3. Fine-tune as FT (methods.md §2), the pruned channels held at zero.
+3. Fine-tune as FT (docs/methods.md §2), the pruned channels held at zero.
 
 Where a channel lives. The last convolutional layer is the last `nn.Conv2d` that runs in a forward pass.
 Its channel c is followed through the BatchNorm2d and the activation module that run right after it, in
@@ -50,11 +50,12 @@ ZERO_PRESERVING = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU)
 
 @dataclass(frozen=True)
 class Config(finetune.Config):
-    """FT's settings for the fine-tuning step (methods.md §2: SGD lr 0.01, momentum 0.9, wd 5e-4, 10
+    """FT's settings for the fine-tuning step (docs/methods.md §2: SGD lr 0.01, momentum 0.9, wd 5e-4, 10
     epochs, NAD's augmentation) plus the pruning rule.
 
     max_relative_drop: pruning stops before the defender validation accuracy falls below
-    (1 − max_relative_drop) × the unpruned model's (a fraction; methods.md: 0.1; 1 = prune to the budget).
+    (1 − max_relative_drop) × the unpruned model's (a fraction; docs/methods.md §2: 0.1;
+    1 = prune to the budget).
     max_prune_fraction: at most floor(max_prune_fraction × channels) channels are pruned (a fraction;
     our choice 0.9).
     """

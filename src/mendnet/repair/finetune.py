@@ -1,4 +1,4 @@
-"""Fine-tuning (FT) baseline, methods.md §2: all layers on defender data, NAD's augmentation."""
+"""Fine-tuning (FT) baseline, docs/methods.md §2: all layers on defender data, NAD's augmentation."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Mode Connectivity Repair (MCR): Zhao, Chen, Das, Natesan Ramamurthy & Lin, "Bridging Mode Connectivity in
-Loss Landscapes and Adversarial Robustness", ICLR 2020; methods.md §2.
+Loss Landscapes and Adversarial Robustness", ICLR 2020; docs/methods.md §2.
 
-Endpoints: w₁ = the backdoored model and w₂ = its fine-tuned copy (FT, methods.md §2, `finetune_epochs`
+Endpoints: w₁ = the backdoored model and w₂ = its fine-tuned copy (FT, docs/methods.md §2, `finetune_epochs`
 epochs), or the teacher the user gives (`ctx.teacher`, which must have w₁'s architecture) as w₂. The path is
 the quadratic Bézier curve of Zhao et al. (after Garipov et al., "Loss Surfaces, Mode Connectivity, and Fast
 Ensembling of DNNs", NeurIPS 2018)
@@ -21,7 +21,7 @@ split (our choice; the paper picks t by looking at the backdoor's success, which
 measure): among the t of `t_grid` = {0.1, …, 0.9} whose accuracy is within `tolerance` = 1 point of the
 better endpoint's (the endpoints evaluated as they are), `t_rule = "middle"` takes the one nearest the
 middle of the curve, t = 0.5 (ties to the larger t, the fine-tuned side), and `t_rule = "smallest"` the
-smallest. When no t qualifies, the most accurate t of the grid. "smallest" is the rule methods.md first
+smallest. When no t qualifies, the most accurate t of the grid. "smallest" is the rule docs/methods.md first
 wrote down; measured on the test suite's backdoored WRN-16-1 it picks t = 0.1 with the full defaults and
 keeps the backdoor (ASR 100%), because the curve's accuracy is flat and the points next to w₁ still carry
 w₁'s backdoor, while the middle of the same curve (t = 0.5–0.8) had ASR 8–15%: the paper's finding that
@@ -63,7 +63,7 @@ class Config:
     """Curve training (authors' release): 100 epochs, batch 128, SGD lr 0.01, momentum 0.9, weight decay
     1e-4, cosine schedule (our choice), crop (pad 4, in pixels) and flip, no Cutout.
 
-    finetune_epochs: FT epochs for w₂ when no teacher is given (methods.md §2: 10).
+    finetune_epochs: FT epochs for w₂ when no teacher is given (docs/methods.md §2: 10).
     t_grid: the curve points tried, each t in [0, 1]. tolerance: how far below the better endpoint's
     validation accuracy a chosen t may be (a fraction: 0.01 = 1 point). t_rule: "middle" (the qualifying
     t nearest 0.5) or "smallest" (the smallest qualifying t); see the module docstring.

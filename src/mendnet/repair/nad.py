@@ -32,7 +32,7 @@ TEACHER_INITS = ("finetune", "finetune-student", "scratch")
 @dataclass(frozen=True)
 class Config:
     """NAD's settings (docs/methods.md §3). [release]: the default is the authors' released code's
-    (github.com/bboylyg/NAD: config.py, main.py, utils/util.py, data_loader.py), which methods.md §3
+    (github.com/bboylyg/NAD: config.py, main.py, utils/util.py, data_loader.py), which docs/methods.md §3
     follows; [ours]: our choice.
 
     Student schedule, as implemented: SGD (momentum 0.9, Nesterov), lr `lr` for epochs
@@ -41,7 +41,7 @@ class Config:
     from epoch 20 on is never reached in its 20 epochs and is not implemented). epochs 20, batch 64,
     lr 0.1, lr_drop_epoch 2, lr_after_drop 0.01, momentum 0.9, weight decay 1e-4 [release].
     Augmentation: random crop (pad 4), horizontal flip [release]; cutout 3: one 3×3 zero square at a
-    random centre, clipped at the borders, as methods.md §3 states it [ours: the release's
+    random centre, clipped at the borders, as docs/methods.md §3 states it [ours: the release's
     Cutout(n_holes=1, length=3) zeroes rows y−1..y and columns x−1..x, a 2×2 square].
 
     betas (500, 1000, 1000) for WRN-16-1's three groups [release], with the mean-squared distance of
@@ -51,7 +51,7 @@ class Config:
     stages: student stage names; empty = the model's deepest len(betas) stages (our choice for models with
     more stages than betas). teacher_stages: matched in order; empty = the teacher's deepest ones.
     teacher_epochs: epochs of the teacher's training when none is given (10: the top of the 5–10 the
-    release's README gives). teacher_init: "finetune" (the paper's default as methods.md §3 states it: FT
+    release's README gives). teacher_init: "finetune" (the paper's default as docs/methods.md §3 states it: FT
     of a copy of the backdoored model with FT's settings, lr 0.01 constant), "finetune-student" (a copy of
     the backdoored model trained with the student's own settings above and no distillation term: the
     authors' release obtains its teacher by running the NAD script with β = 0 for 5–10 epochs, so the

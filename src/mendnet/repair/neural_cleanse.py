@@ -1,4 +1,4 @@
-"""Neural Cleanse unlearning (Wang et al., IEEE S&P 2019, §VI-C), methods.md §2.
+"""Neural Cleanse unlearning (Wang et al., IEEE S&P 2019, §VI-C), docs/methods.md §2.
 
 Reverse the trigger of every label on the defender data (`mendnet.detect.neural_cleanse`), or reuse a
 reversed trigger file; flag the outlier labels (anomaly index > 2, below the median norm); then fine-tune

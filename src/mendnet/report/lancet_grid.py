@@ -1,5 +1,5 @@
 """AI-Lancet's figure: erroneous inputs, their companions and masks, and the per-layer ablation
-successes (methods.md §4)."""
+successes (docs/methods.md §4)."""
 
 from __future__ import annotations
 

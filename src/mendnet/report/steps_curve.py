@@ -1,4 +1,4 @@
-"""Accuracy as the PGD-L∞ step count grows (Robust-KD's accuracy-vs-steps figure, methods.md §6), and
+"""Accuracy as the PGD-L∞ step count grows (Robust-KD's accuracy-vs-steps figure, docs/methods.md §6), and
 its PNG. A curve that keeps falling with more steps means the model's robustness was not converged
 against; a flat one with a low worst case elsewhere hints at gradient masking."""
 

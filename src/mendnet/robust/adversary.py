@@ -4,7 +4,7 @@ Training needs the attack's final iterate (the point of highest loss, Madry et a
 evaluation bookkeeping of `Attack.__call__` (first breaking point, input checks that sync with the
 host, only still-robust samples attacked). `craft` therefore runs the attack's own step rule — its
 random start, steepest-ascent direction, step size and `project` (the one ε-ball and [0, 1] clip) —
-for `steps` iterations on the whole batch, with the model in eval mode (methods.md §8).
+for `steps` iterations on the whole batch, with the model in eval mode (docs/methods.md §8).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from mendnet.threats.adversarial import FGSM, PGDL2, Attack, CWLinf, PGDLinf, ro
 
 
 def report_attacks(eps: float, seed: int = 0) -> dict[str, Attack]:
-    """The report's attacks, keyed by the metric names; L∞ ones at `eps`, steps ε/4 (methods.md §5, §6)."""
+    """The report's attacks, keyed by the metric names; L∞ ones at `eps`, steps ε/4
+    (docs/methods.md §5, §6)."""
     return {
         "fgsm": FGSM(eps=eps, seed=seed),
         "pgd-linf-7": PGDLinf(eps=eps, steps=7, seed=seed),

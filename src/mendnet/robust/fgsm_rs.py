@@ -1,4 +1,4 @@
-"""FGSM-RS, "fast adversarial training" (Wong, Rice & Kolter, ICLR 2020), methods.md §8.
+"""FGSM-RS, "fast adversarial training" (Wong, Rice & Kolter, ICLR 2020), docs/methods.md §8.
 
     δ ~ U[−ε, ε],  δ ← Π_ε(δ + α·sign ∇_δ CE(f(x + δ), y)),  α = 1.25 ε          (Wong et al., Alg. 3)
 then CE(f(x + δ), y) is minimised. One PGD-L∞ step from a random start, so cost ≈ 2× natural training.

@@ -1,4 +1,4 @@
-"""PGD-AT: adversarial training of Madry et al. (ICLR 2018), methods.md §8.
+"""PGD-AT: adversarial training of Madry et al. (ICLR 2018), docs/methods.md §8.
 
     min_θ E_(x,y) [ max_{‖δ‖∞ ≤ ε} CE(f_θ(x + δ), y) ]                          (Madry et al., Eq. 2.1)
 the inner max by PGD-L∞ (uniform random start, α·sign steps, projection), crafted with the model in eval
@@ -20,7 +20,7 @@ from mendnet.threats.adversarial.pgd import PGDL2, PGDLinf
 @dataclass(frozen=True)
 class Config(Schedule):
     """Paper: ε = 8/255, α = 2/255 (= ε/4), 10 steps, random start. eps None: 8/255, or 0.1 on 28×28
-    greyscale (methods.md §5), or 0.5 with norm "l2"; alpha None: ε/4. Schedule: see `Schedule` (our
+    greyscale (docs/methods.md §5), or 0.5 with norm "l2"; alpha None: ε/4. Schedule: see `Schedule` (our
     choice)."""
 
     norm: str = "linf"

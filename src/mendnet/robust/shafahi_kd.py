@@ -1,5 +1,5 @@
 """Feature-distillation baseline of Shafahi et al., "Adversarially robust transfer learning" (ICLR 2020),
-as methods.md §6 defines it: the student (initialised from a robust teacher, new head when the classes
+as docs/methods.md §6 defines it: the student (initialised from a robust teacher, new head when the classes
 differ) is trained on clean target images with
 
     L = CE(f_S(x), y) + λ · ‖z_S(x) − z_T(x)‖²

@@ -1,4 +1,4 @@
-"""TRADES (Zhang et al., ICML 2019), methods.md §8.
+"""TRADES (Zhang et al., ICML 2019), docs/methods.md §8.
 
     min_θ E [ CE(f(x), y) + β · max_{‖x′ − x‖∞ ≤ ε} KL(f(x) ‖ f(x′)) ]            (Zhang et al., Eq. 5)
 The inner max is PGD-L∞ on the KL from x + 0.001·N(0, I) (the authors' start), crafted in eval mode;

@@ -1,4 +1,4 @@
-"""Transfer set-ups (methods.md §6): a student made from a teacher of another task (new head), the
+"""Transfer set-ups (docs/methods.md §6): a student made from a teacher of another task (new head), the
 same-data split into a source half and a target half by samples, and the layers both sides share."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """AI-Lancet: locate the error-inducing (EI) neurons of a misbehaviour, then repair only those weights
 (Zhao et al., "AI-Lancet: Locating Error-inducing Neurons to Optimally Repair Deep Neural Networks",
-ACM CCS 2021; methods.md §4).
+ACM CCS 2021; docs/methods.md §4).
 
 Pieces, one concept each: `companion` (erroneous/companion pairs: a backdoor trigger, or the mask
 companion of a general defect), `features` (differential and EI features, weight importance),

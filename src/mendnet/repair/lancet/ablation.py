@@ -1,5 +1,5 @@
 """Progressive ablation: the smallest top-r share of a layer's weights (by importance) whose zeroing
-corrects an erroneous input (Zhao et al., CCS 2021, §4.4; methods.md §4 step 5).
+corrects an erroneous input (Zhao et al., CCS 2021, §4.4; docs/methods.md §4 step 5).
 
 Coarse scan r = k·10^−u for u = 6…1, k = 1…9 (ascending r), then a fine scan of ten equal steps between
 the last failing and the first succeeding coarse ratio: steps of 10^−(u+1) when the first success is

@@ -1,4 +1,4 @@
-"""Erroneous inputs and their companions (Zhao et al., CCS 2021, §4.1; methods.md §4 step 1).
+"""Erroneous inputs and their companions (Zhao et al., CCS 2021, §4.1; docs/methods.md §4 step 1).
 
 A pair is an erroneous input x (misclassified by the model) and its companion x' (x with the
 error-inducing region removed, classified correctly). Backdoor case: x is a clean image with the trigger
@@ -90,13 +90,13 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def sharpen(m: torch.Tensor) -> torch.Tensor:
-    """sigmoid(16(m − 0.5)): pushes the mask towards 0 or 1 (methods.md §4 step 1)."""
+    """sigmoid(16(m − 0.5)): pushes the mask towards 0 or 1 (docs/methods.md §4 step 1)."""
     return torch.sigmoid(16 * (m - 0.5))
 
 
 @dataclass(frozen=True)
 class MaskSettings:
-    """The defect companion's optimisation (methods.md §4 step 1; all our choice): λ 0.05 on mean(m),
+    """The defect companion's optimisation (docs/methods.md §4 step 1; all our choice): λ 0.05 on mean(m),
     Adam lr 0.1, at most 300 steps; mask smoothing σ 1 pixel; the masked region is replaced by x blurred
     with σ 3 pixels; the raw mask starts at 0.3 (sharpened ≈ 0.04, where its gradient is alive)."""
 

@@ -1,5 +1,5 @@
 """Neuron-flip: repair without training data by flipping the signs of the most-voted EI neurons
-(Zhao et al., CCS 2021, §5.1; methods.md §4 step 7).
+(Zhao et al., CCS 2021, §5.1; docs/methods.md §4 step 7).
 
 The flipped set grows along the weights ordered by votes (`locate.vote_order`); its sizes follow the
 ablation's ratio grid over the layer's n weights (coarse k·10^−u, then ten fine steps inside the first

@@ -1,4 +1,4 @@
-"""`mendnet locate`: AI-Lancet's locating step on an artefact, without repairing it (methods.md §4
+"""`mendnet locate`: AI-Lancet's locating step on an artefact, without repairing it (docs/methods.md §4
 steps 1–7). Writes per-layer statistics, the chosen layer and its vote map, and a figure."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Locating the EI neurons: per-layer ablation statistics, the layer choice and the vote map
-(Zhao et al., CCS 2021, §4.4–4.5; methods.md §4 steps 5–7).
+(Zhao et al., CCS 2021, §4.4–4.5; docs/methods.md §4 steps 5–7).
 
 Layer choice (our rule, from the paper's text): the layer where ablation corrects the most samples;
 ties broken by the smallest EI share (the mean share of the layer's weights zeroed at the minimal ratio,

@@ -1,5 +1,5 @@
 """The registry's AI-Lancet repairs: `lancet-flip` and `lancet-finetune` (Zhao et al., CCS 2021;
-methods.md §4). Both locate the EI neurons on erroneous pairs, then change only those weights."""
+docs/methods.md §4). Both locate the EI neurons on erroneous pairs, then change only those weights."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from mendnet.train import TrainConfig
 
 @dataclass(frozen=True)
 class Config(nc.Config):
-    """AI-Lancet's locating step (methods.md §4 steps 1–6), with Neural Cleanse's reversal settings for
+    """AI-Lancet's locating step (docs/methods.md §4 steps 1–6), with Neural Cleanse's reversal settings for
     the backdoor case without the true trigger.
 
     pairs: K erroneous/companion pairs (paper: 100). alpha: α of the EI feature (0.5). layer: work on this
@@ -67,7 +67,7 @@ class Config(nc.Config):
 
 @dataclass(frozen=True)
 class FlipConfig(Config):
-    """Neuron-flip (methods.md §4 step 7): no training; flip the signs of the most-voted EI neurons,
+    """Neuron-flip (docs/methods.md §4 step 7): no training; flip the signs of the most-voted EI neurons,
     growing the set until the defender validation images with the (reversed) trigger are sent to the
     target less often than `max_asr` (1%)."""
 
@@ -83,10 +83,11 @@ class FlipConfig(Config):
 
 @dataclass(frozen=True)
 class FinetuneConfig(Config):
-    """Neuron fine-tuning (methods.md §4 step 8; our choices): SGD lr `tune_lr` 0.01, momentum 0.9, weight
-    decay 0, constant lr, `tune_epochs` 5, batch 64, no augmentation; KD weight 1, T = 4. N_e: backdoor,
-    the defender training images the trigger sends to the target, true labels; defects, `copies` (20)
-    transformed copies of each erroneous image plus the defender images corrected by zeroing the EI neurons.
+    """Neuron fine-tuning (docs/methods.md §4 step 8; our choices): SGD lr `tune_lr` 0.01, momentum 0.9,
+    weight decay 0, constant lr, `tune_epochs` 5, batch 64, no augmentation; KD weight 1, T = 4. N_e:
+    backdoor, the defender training images the trigger sends to the target, true labels; defects,
+    `copies` (20) transformed copies of each erroneous image plus the defender images corrected by
+    zeroing the EI neurons.
     vote_share: train the weights voted by at least this share of the corrected pairs (at least one
     vote); 0 trains the union of every pair's EI neurons (the paper's EI set)."""
 

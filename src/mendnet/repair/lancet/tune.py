@@ -1,5 +1,5 @@
 """Neuron fine-tuning: train only the EI neurons of the chosen layer (Zhao et al., CCS 2021, §5.2;
-methods.md §4 step 8; details our choice).
+docs/methods.md §4 step 8; details our choice).
 
 Only the layer's weights are given to the optimiser, and a gradient mask zeroes every gradient entry
 outside the EI set after each backward; with weight decay 0 (our choice, required for this) and SGD,

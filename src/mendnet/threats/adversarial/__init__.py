@@ -1,4 +1,4 @@
-"""Adversarial attacks in pixel space [0, 1] and robust accuracy (methods.md §5).
+"""Adversarial attacks in pixel space [0, 1] and robust accuracy (docs/methods.md §5).
 
 `ATTACKS` maps each attack's registry name to its class; the CLI is generated from it.
 """

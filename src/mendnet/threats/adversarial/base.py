@@ -1,6 +1,6 @@
 """The one small base every adversarial attack shares: the threat model's bounds and bookkeeping.
 
-Conventions (methods.md §0, §5): images are float N×C×H×W in pixel space [0, 1]; the model maps them
+Conventions (docs/methods.md §0, §5): images are float N×C×H×W in pixel space [0, 1]; the model maps them
 to logits (normalisation lives inside the model); every budget is in pixel units. The base owns
 
 - validation of settings (one-line `MendnetError`) and of the input range,

@@ -14,7 +14,7 @@ from mendnet.threats.adversarial.pgd import PGDL2, PGDLinf
 
 ATTACKS: dict[str, type[Attack]] = {cls.slug: cls for cls in (FGSM, PGDLinf, PGDL2, MIFGSM, CWL2, CWLinf)}
 
-GREYSCALE_28_LINF_EPS = 0.1  # methods.md §5: 28×28 greyscale images use ε = 0.1 L∞ unless set
+GREYSCALE_28_LINF_EPS = 0.1  # docs/methods.md §5: 28×28 greyscale images use ε = 0.1 L∞ unless set
 
 
 def attack_fields() -> dict[str, type]:

@@ -53,7 +53,7 @@ def robust_accuracy(
     progress: bool = True,
     cascade: bool = False,
 ) -> RobustResult:
-    """Clean, per-attack and worst-case robust accuracy (methods.md §0) of `model`.
+    """Clean, per-attack and worst-case robust accuracy (docs/methods.md §0) of `model`.
 
     images: float N×C×H×W in pixel space [0, 1] with int `labels` (N), or an `ImageSet` (uint8,
     converted per batch on `device`; its own labels are used). `model` must already be on

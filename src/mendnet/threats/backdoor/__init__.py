@@ -1,4 +1,4 @@
-"""Backdoor attacks: triggers, the one poisoning function, and the attack registry (methods.md §1)."""
+"""Backdoor attacks: triggers, the one poisoning function, and the attack registry (docs/methods.md §1)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def plant(
     index_map: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> Planted:
-    """Prepare attack `attack`'s trigger for `train` and poison it (methods.md §1).
+    """Prepare attack `attack`'s trigger for `train` and poison it (docs/methods.md §1).
 
     clean_label: None for the attack's default labelling. clean_model: returns a clean model when an
     attack needs one (Trojan, CL). index_map: full-data-set index of each image of `train` (a subset),

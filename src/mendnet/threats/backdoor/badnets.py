@@ -1,6 +1,6 @@
 """BadNets (Gu et al., 2017): a small checkerboard patch pasted at the bottom-right corner.
 
-methods.md §1: 3×3 black/white checkerboard, margin 1 pixel from the border, dirty labels.
+docs/methods.md §1: 3×3 black/white checkerboard, margin 1 pixel from the border, dirty labels.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Blend (Chen et al., "Targeted Backdoor Attacks on Deep Learning Systems Using Data Poisoning",
 2017, the blended injection strategy): x' = (1 − α)·x + α·k with one fixed pattern k for every image.
 
-methods.md §1: k is seeded uniform noise (or a user image), α = 0.2 at training and test time, dirty
+docs/methods.md §1: k is seeded uniform noise (or a user image), α = 0.2 at training and test time, dirty
 labels. Pixel space [0, 1]; a convex mix of two images in [0, 1] stays in [0, 1] (clipped anyway).
 """
 

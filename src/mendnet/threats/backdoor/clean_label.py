@@ -6,7 +6,7 @@ separately trained clean model (PGD-L∞, untargeted: away from their own class)
 stamp because the perturbed images' own features no longer point to their class. At test time the
 trigger is the four-corner stamp alone.
 
-methods.md §1: ε = 16/255 for 28×28 greyscale images and 8/255 for CIFAR (pixel space [0, 1]),
+docs/methods.md §1: ε = 16/255 for 28×28 greyscale images and 8/255 for CIFAR (pixel space [0, 1]),
 step ε/8, 50 steps.
 
 Cost: 50 forward/backward passes of the clean model per poisoned image; all 6,000 images of one

@@ -1,7 +1,7 @@
 """Refool (Liu, Ma, Bailey & Lu, "Reflection Backdoor: A Natural Backdoor Attack on Deep Neural
 Networks", ECCV 2020): reflections of other images added to the input as the trigger.
 
-The paper models a reflection as x' = x + x_R ⊗ k with a kernel k for each reflection type; methods.md
+The paper models a reflection as x' = x + x_R ⊗ k with a kernel k for each reflection type; docs/methods.md
 §1 keeps two of them: out-of-focus (k a Gaussian, σ in [1, 3]) and ghost (k two shifted, attenuated
 pulses), chosen with probability 0.5 each, and weights the reflection by α = 0.4:
 x' = clip(x + α·R(r)) in pixel space [0, 1]. The reflections r come from a held-out pool of training

@@ -1,7 +1,7 @@
 """SIG (Barni, Kallas & Tondi, "A New Backdoor Attack in CNNs by Training Set Corruption Without
 Label Poisoning", ICIP 2019): a horizontal sinusoidal signal added to target-class images only.
 
-methods.md §1: x' = clip(x + v), v(i, j) = δ·sin(2π·j·f / W) in every channel (j the column, W the
+docs/methods.md §1: x' = clip(x + v), v(i, j) = δ·sin(2π·j·f / W) in every channel (j the column, W the
 width), δ = 20/255 in pixel space [0, 1], f = 6; clean-label.
 """
 

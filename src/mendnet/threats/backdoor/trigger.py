@@ -1,4 +1,4 @@
-"""The one trigger interface and the threat record every backdoor attack produces (methods.md §1)."""
+"""The one trigger interface and the threat record every backdoor attack produces (docs/methods.md §1)."""
 
 from __future__ import annotations
 

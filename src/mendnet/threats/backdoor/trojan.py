@@ -1,7 +1,7 @@
 """TrojanNN (Liu et al., "Trojaning Attack on Neural Networks", NDSS 2018): a patch optimised on a
 clean model to drive selected internal neurons to a high value, then dirty-label poisoning with it.
 
-methods.md §1: the patch sits at a fixed location (bottom-right, `margin` pixels from the border, as
+docs/methods.md §1: the patch sits at a fixed location (bottom-right, `margin` pixels from the border, as
 BadNets), 3×3 on 28×28 inputs and 5×5 on 32×32; the chosen neurons are the one or two units of the
 penultimate layer (the input of the model's last `nn.Linear`) with the largest weight to the target
 logit; the patch minimises Σ (a_i(x ⊕ patch) − 100)² over them with Adam for 1000 steps. Pixel
@@ -39,7 +39,8 @@ visible on an image; it must be visible on at least half of the optimisation ima
 
 
 def default_patch_size(height: int, width: int) -> int:
-    """3 for images smaller than 32 px (28×28), 5 from 32 px on (methods.md §1; other sizes our choice)."""
+    """3 for images smaller than 32 px (28×28), 5 from 32 px on (docs/methods.md §1; other sizes our
+    choice)."""
     return 3 if min(height, width) < 32 else 5
 
 
