@@ -1,5 +1,8 @@
 """`mendnet demo`, the main job: Fashion-MNIST, WRN-16-1, BadNets 10% → train → FT and NAD with 5%
-defender data → metrics.json, report.md, attention.png and the three model artefacts in one folder."""
+defender data → metrics.json, report.md, attention.png and the three model artefacts in one folder.
+
+Differences from the paper and the authors' release: docs/deviations.md#general.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The jobs the CLI and the demo run: train (optionally poisoned), evaluate, repair. Each takes and
-writes artefact folders; the CLI only parses arguments into these calls."""
+writes artefact folders; the CLI only parses arguments into these calls.
+
+Differences from the paper and the authors' release: docs/deviations.md#general.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What to run next, from an audit's findings: one sentence per finding, commands in `code` spans."""
+"""What to run next, from an audit's findings: one sentence per finding, commands in `code` spans.
+
+Differences from the paper and the authors' release: docs/deviations.md#audit.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
 """`mendnet audit`: one look at a model a user brings. Clean accuracy (and ACC/ASR/RA when the artefact
 records a backdoor), Neural Cleanse detection with each label's anomaly index, robust accuracy under the
 standard attacks, attention maps of defender images stamped with the most suspicious label's reversed
-trigger, and advice on what to run next."""
+trigger, and advice on what to run next.
+
+Differences from the paper and the authors' release: docs/deviations.md#audit.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""On-tensor augmentation of float batches in pixel space [0, 1] (no per-image Python loops)."""
+"""On-tensor augmentation of float batches in pixel space [0, 1] (no per-image Python loops).
+
+Differences from the paper and the authors' release: docs/deviations.md#nad.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Defender data (docs/methods.md §0): a seeded clean subset of the training set with a validation split."""
+"""Defender data (docs/methods.md §0): a seeded clean subset of the training set with a validation split.
+
+Differences from the paper and the authors' release: docs/deviations.md#general.
+"""
 
 from __future__ import annotations
 

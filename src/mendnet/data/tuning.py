@@ -7,6 +7,8 @@ validation images are disjoint from the poisoned images, the defender data and t
 construction. The carved images then stand in for the test set: clean accuracy on them, and the attack
 success rate on the non-target ones with the trigger stamped. Tuning runs use `TUNING_SEED`, which no
 table reports (tables report seeds 0, 1, 2).
+
+Differences from the paper and the authors' release: docs/deviations.md#general.
 """
 
 from __future__ import annotations

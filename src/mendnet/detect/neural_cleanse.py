@@ -12,6 +12,8 @@ multiplied by 2 after `patience` epochs in a row with attack success ≥ 99%, di
 All labels are reversed at once: one optimiser over K masks and patterns, each step one forward pass of a
 K·B batch (every label's trigger on the same B defender images); a label's loss touches only its own mask
 and pattern, and Adam is element-wise, so this equals K separate runs sharing their image batches.
+
+Differences from the paper and the authors' release: docs/deviations.md#neural-cleanse.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 The norms are assumed roughly normal; their spread is estimated robustly by the median absolute
 deviation (MAD) scaled by 1.4826, the consistency constant that makes it estimate the standard deviation
 of a normal distribution.
+
+Differences from the paper and the authors' release: docs/deviations.md#neural-cleanse.
 """
 
 from __future__ import annotations

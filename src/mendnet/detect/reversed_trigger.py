@@ -4,6 +4,8 @@ File format (`reversed_trigger.safetensors`, metadata `format` = `mendnet-revers
 `masks` float32 K×H×W and `patterns` float32 K×C×H×W in pixel space [0, 1], `norms` float32 K (‖m‖₁ of
 each label's mask, in pixels), `reached` bool K (the mask reached the attack-success threshold). The
 anomaly index and the flagged labels are recomputed from `norms`.
+
+Differences from the paper and the authors' release: docs/deviations.md#neural-cleanse.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ For a stage output F with C channels (N×C×H×W), the attention operators of NA
     A^p_sum(F)  = Σ_c |F_c|^p
     A^p_mean(F) = (1/C) Σ_c |F_c|^p
 each giving an N×H×W map. Maps are flattened and divided by their L2 norm before comparison.
+
+Differences from the paper and the authors' release: docs/deviations.md#nad.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """AGKD's attention maps (Wang et al., ICCV 2021; docs/methods.md §7, step 4): the channel sum of the
-last feature map, min-max normalised per sample to [0, 1], and their L1 distance."""
+last feature map, min-max normalised per sample to [0, 1], and their L1 distance.
+
+Differences from the paper and the authors' release: docs/deviations.md#agkd-bml.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """KL terms of adversarial training: TRADES (Zhang et al., ICML 2019) and MART (Wang et al., ICLR 2020).
 
 Inputs are logits N×K; results are per-sample (N) or batch means, in nats.
+
+Differences from the paper and the authors' release: docs/deviations.md#agkd-bml.
 """
 
 from __future__ import annotations

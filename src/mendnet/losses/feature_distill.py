@@ -1,5 +1,8 @@
 """Feature distillation distances (Robust-KD's cosine term, Shafahi et al.'s L2 baseline;
-docs/methods.md §6)."""
+docs/methods.md §6).
+
+Differences from the paper and the authors' release: docs/deviations.md#robust-kd.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ For a stage output F (N×…) of an input x (N×C×H×W) and one vector M per sa
     M ᵀ J  with  J = ∂F/∂x
 is one vector-Jacobian product, ∇ₓ Σ (M ⊙ F), so J is never formed. With M uniform on the unit
 sphere of d = F's entries per sample, E‖Mᵀ J‖² = ‖J‖²_F / d.
+
+Differences from the paper and the authors' release: docs/deviations.md#robust-kd.
 """
 
 from __future__ import annotations

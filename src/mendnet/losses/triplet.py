@@ -4,6 +4,8 @@ Distance d(u, v) = 1 − |cos(u, v)| of per-sample flattened features; triplet w
 adversarial example), positive p (its clean image) and negative n (backward adversarial example):
     L_BML = mean max(0, m + d(a, p) − d(a, n)) + λ₂ · (mean(a²) + mean(p²) + mean(n²)),
 each mean over all entries of that batch's features, the three summed, as in the authors' release.
+
+Differences from the paper and the authors' release: docs/deviations.md#agkd-bml.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""What every repair receives besides the model and its config, and what it returns."""
+"""What every repair receives besides the model and its config, and what it returns.
+
+Differences from the paper and the authors' release: docs/deviations.md#general.
+"""
 
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ them at exactly 0.
 
 Limit: in a post-activation ResNet the BatchNorm after the last convolution sits on the residual branch,
 so a pruned channel is zero there while the skip connection still carries that channel.
+
+Differences from the paper and the authors' release: docs/deviations.md#fine-pruning.
 """
 
 from __future__ import annotations

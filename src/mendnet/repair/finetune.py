@@ -1,4 +1,7 @@
-"""Fine-tuning (FT) baseline, docs/methods.md §2: all layers on defender data, NAD's augmentation."""
+"""Fine-tuning (FT) baseline, docs/methods.md §2: all layers on defender data, NAD's augmentation.
+
+Differences from the paper and the authors' release: docs/deviations.md#fine-tuning.
+"""
 
 from __future__ import annotations
 

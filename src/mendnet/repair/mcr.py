@@ -33,6 +33,8 @@ Defaults of the curve training are the authors' release (IBM/model-sanitization,
 backdoor experiments): 100 epochs, batch 128, SGD lr 0.01, momentum 0.9, weight decay 1e-4, random crop
 (pad 4) and horizontal flip. Our choices: the cosine schedule (theirs holds the lr for half the run, then
 decays it linearly to 1%) and weight decay on θ (theirs is an L2 penalty on φ_θ(t)).
+
+Differences from the paper and the authors' release: docs/deviations.md#mcr.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ the defender data with
 the teacher frozen, A an attention operator (default A^2_sum) and D the distance of normalised maps.
 The student trains at lr 0.1 for 2 epochs, then at a fixed 0.01 (not 0.1 × lr), as the authors'
 release does; `Config` lists which defaults are the release's and which ours.
+
+Differences from the paper and the authors' release: docs/deviations.md#nad.
 """
 
 from __future__ import annotations

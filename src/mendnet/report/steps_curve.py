@@ -1,6 +1,9 @@
 """Accuracy as the PGD-L∞ step count grows (Robust-KD's accuracy-vs-steps figure, docs/methods.md §6), and
 its PNG. A curve that keeps falling with more steps means the model's robustness was not converged
-against; a flat one with a low worst case elsewhere hints at gradient masking."""
+against; a flat one with a low worst case elsewhere hints at gradient masking.
+
+Differences from the paper and the authors' release: docs/deviations.md#robustness-report.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ evaluation bookkeeping of `Attack.__call__` (first breaking point, input checks 
 host, only still-robust samples attacked). `craft` therefore runs the attack's own step rule — its
 random start, steepest-ascent direction, step size and `project` (the one ε-ball and [0, 1] clip) —
 for `steps` iterations on the whole batch, with the model in eval mode (docs/methods.md §8).
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-training.
 """
 
 from __future__ import annotations

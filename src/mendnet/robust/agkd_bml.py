@@ -19,6 +19,8 @@ Our choices: the AEs are crafted in eval mode (as the release) and the three inp
 separately in train mode (the release forwards them as one concatenated batch, so its BN statistics
 mix them); x₂ is drawn uniformly from the training images of class c (on the device, no per-sample
 Python). MART is on (β = 6) as in the release; mart_beta 0 turns it off.
+
+Differences from the paper and the authors' release: docs/deviations.md#agkd-bml.
 """
 
 from __future__ import annotations

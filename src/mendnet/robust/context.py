@@ -1,5 +1,8 @@
 """What every robustness method receives besides the model and its config, and what it returns; the
-training-loop settings they share."""
+training-loop settings they share.
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-training.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """The robustness report of every robustified model (issue 7): clean accuracy and robust accuracy under
 FGSM, PGD-L∞ (7 and 20 steps), PGD-L2 (ε 0.25 and 0.5), CW-L∞ (20 steps), and the worst case over
-them, from one `robust_accuracy` pass (per sample: correct under every attack). Fractions in [0, 1]."""
+them, from one `robust_accuracy` pass (per sample: correct under every attack). Fractions in [0, 1].
+
+Differences from the paper and the authors' release: docs/deviations.md#robustness-report.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@
 then CE(f(x + δ), y) is minimised. One PGD-L∞ step from a random start, so cost ≈ 2× natural training.
 Our choices: the step is crafted in eval mode like PGD-AT (the paper uses the train-mode forward) and
 the schedule is `Schedule`'s cosine, not the paper's cyclic lr.
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-training.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 the inner max by PGD-L∞ (uniform random start, α·sign steps, projection), crafted with the model in eval
 mode, then a train-mode update on the adversarial batch only. Cost ≈ (steps + 1)× natural training.
 `norm="l2"` trains against PGD-L2 instead (Robust-KD's teacher: ε = 0.5).
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-training.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ The student (initialised from the frozen robust teacher, new head when the class
 F^l the stage-l maps flattened per sample, J^l = ∂F^l/∂x, M_j random unit vectors over the stage's
 output, the same for teacher and student; each M_jᵀJ is one vector-Jacobian product, the student's with
 create_graph=True. The Jacobian pass is a separate forward with BatchNorm in eval mode.
+
+Differences from the paper and the authors' release: docs/deviations.md#robust-kd.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ differ) is trained on clean target images with
 
 z the penultimate (pooled) features, the teacher frozen. λ = 1 with the squared distance averaged
 over feature entries, lr 0.01, is our choice (the paper tunes λ per task).
+
+Differences from the paper and the authors' release: docs/deviations.md#shafahi.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
     min_θ E [ CE(f(x), y) + β · max_{‖x′ − x‖∞ ≤ ε} KL(f(x) ‖ f(x′)) ]            (Zhang et al., Eq. 5)
 The inner max is PGD-L∞ on the KL from x + 0.001·N(0, I) (the authors' start), crafted in eval mode;
 then the clean and adversarial batches are forwarded separately in train mode.
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-training.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Transfer set-ups (docs/methods.md §6): a student made from a teacher of another task (new head), the
-same-data split into a source half and a target half by samples, and the layers both sides share."""
+same-data split into a source half and a target half by samples, and the layers both sides share.
+
+Differences from the paper and the authors' release: docs/deviations.md#robust-kd.
+"""
 
 from __future__ import annotations
 

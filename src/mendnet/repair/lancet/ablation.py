@@ -9,6 +9,8 @@ ceil(r·n) highest-scoring of the layer's n weights (our choice: at least one we
 keep index order). Every sample has its own weights zeroed, so one test of many samples is one batched
 forward pass: the layer's output is computed per sample with `torch.func.vmap` over its weights.
 Success is a caller's rule on the logits (backdoor: not the target; defect: the true label).
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ error-inducing region removed, classified correctly). Backdoor case: x is a clea
 (the recorded one, or Neural Cleanse's reversal for the flagged label) and x' the clean image. General
 defect case (our choice, the paper gives only the constraints): x' is found by optimising a mask over x
 (`mask_companions`). All images in pixel space [0, 1].
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

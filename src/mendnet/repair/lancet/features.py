@@ -36,6 +36,8 @@ Computation: the feature point's input does not depend on W, so every sample's i
 through the site alone (the block or unit, via `torch.func.functional_call`), vectorised over samples with
 `torch.func.vmap` in chunks; BatchNorm uses its running statistics (eval mode). Units: features in the
 feature point's units; s(w) in those units per unit of weight.
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

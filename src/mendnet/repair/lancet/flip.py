@@ -5,6 +5,8 @@ The flipped set grows along the weights ordered by votes (`locate.vote_order`); 
 ablation's ratio grid over the layer's n weights (coarse k·10^−u, then ten fine steps inside the first
 successful bracket; sizes ceil(r·n), at most the number of voted weights). It stops at the first set for
 which the defender's triggered images are no longer sent to the target (share below `max_asr`, 1%).
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

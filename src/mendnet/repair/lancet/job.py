@@ -1,5 +1,8 @@
 """`mendnet locate`: AI-Lancet's locating step on an artefact, without repairing it (docs/methods.md §4
-steps 1–7). Writes per-layer statistics, the chosen layer and its vote map, and a figure."""
+steps 1–7). Writes per-layer statistics, the chosen layer and its vote map, and a figure.
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
+"""
 
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ logits layer alone). Our rule reproduces that on any model, in this order:
    layer's own output.
 
 `feature_point="layer"` skips 1 and 2.
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

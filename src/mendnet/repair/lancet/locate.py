@@ -5,6 +5,8 @@ Layer choice (our rule, from the paper's text): the layer where ablation correct
 ties broken by the smallest EI share (the mean share of the layer's weights zeroed at the minimal ratio,
 over the corrected samples). Votes: for each
 weight of the chosen layer, the number of pairs in which it is an EI neuron.
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

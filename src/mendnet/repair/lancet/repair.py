@@ -1,5 +1,8 @@
 """The registry's AI-Lancet repairs: `lancet-flip` and `lancet-finetune` (Zhao et al., CCS 2021;
-docs/methods.md §4). Both locate the EI neurons on erroneous pairs, then change only those weights."""
+docs/methods.md §4). Both locate the EI neurons on erroneous pairs, then change only those weights.
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Where a repair's erroneous pairs come from: a backdoor's trigger (recorded, reversed by Neural
-Cleanse, or loaded from a reversed-trigger file), or the defender's misclassified images (defects)."""
+Cleanse, or loaded from a reversed-trigger file), or the defender's misclassified images (defects).
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ the error. Backdoor N_e holds only erroneous rows (`repair.erroneous_set`), so K
 the backdoor: measured on a BadNets WRN-16-1 (Fashion-MNIST, reversed trigger), KD on every
 correctly-classified row including triggered ones the reversed trigger missed left ASR at 10.1%, on N_o
 alone 1.9%. Jittered defect copies the original classifies correctly do get KD, towards their label.
+
+Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
 
 from __future__ import annotations

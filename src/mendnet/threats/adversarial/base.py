@@ -11,6 +11,8 @@ to logits (normalisation lives inside the model); every budget is in pixel units
 - target selection for targeted attacks ("given", "random", "least-likely"),
 - per-sample bookkeeping: a sample counts as broken if any step or restart broke it; the attack
   returns, per sample, the first point that broke it, else the final iterate.
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-attacks.
 """
 
 from __future__ import annotations

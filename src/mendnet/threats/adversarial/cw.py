@@ -1,4 +1,7 @@
-"""Carlini–Wagner attacks (IEEE S&P 2017): CW-L2, and CW-L∞ as PGD-L∞ on the CW margin loss."""
+"""Carlini–Wagner attacks (IEEE S&P 2017): CW-L2, and CW-L∞ as PGD-L∞ on the CW margin loss.
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-attacks.
+"""
 
 from __future__ import annotations
 

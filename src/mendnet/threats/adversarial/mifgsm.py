@@ -1,4 +1,7 @@
-"""MI-FGSM: momentum iterative FGSM (Dong et al., CVPR 2018)."""
+"""MI-FGSM: momentum iterative FGSM (Dong et al., CVPR 2018).
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-attacks.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""PGD: projected gradient descent under an L∞ or L2 budget (Madry et al., ICLR 2018)."""
+"""PGD: projected gradient descent under an L∞ or L2 budget (Madry et al., ICLR 2018).
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-attacks.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Attack registry (name → class) and construction from loose settings, as the CLI and jobs need it."""
+"""Attack registry (name → class) and construction from loose settings, as the CLI and jobs need it.
+
+Differences from the paper and the authors' release: docs/deviations.md#adversarial-attacks.
+"""
 
 from __future__ import annotations
 

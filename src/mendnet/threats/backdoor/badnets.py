@@ -1,6 +1,8 @@
 """BadNets (Gu et al., 2017): a small checkerboard patch pasted at the bottom-right corner.
 
 docs/methods.md §1: 3×3 black/white checkerboard, margin 1 pixel from the border, dirty labels.
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 
 docs/methods.md §1: k is seeded uniform noise (or a user image), α = 0.2 at training and test time, dirty
 labels. Pixel space [0, 1]; a convex mix of two images in [0, 1] stays in [0, 1] (clipped anyway).
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
 """
 
 from __future__ import annotations

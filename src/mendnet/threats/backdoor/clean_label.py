@@ -11,6 +11,8 @@ step ε/8, 50 steps.
 
 Cost: 50 forward/backward passes of the clean model per poisoned image; all 6,000 images of one
 Fashion-MNIST class take as long as about five training epochs over them.
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The one poisoning function: exact counts, dirty- or clean-label, all-to-one or all-to-all (§1)."""
+"""The one poisoning function: exact counts, dirty- or clean-label, all-to-one or all-to-all (§1).
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
+"""
 
 from __future__ import annotations
 

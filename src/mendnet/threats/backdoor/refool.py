@@ -12,6 +12,8 @@ by default.
 Which reflection an image receives (pool entry, type, σ, ghost weight and shift) is a deterministic
 function of its quantised pixels and the seed (our choice), so the same image gets the same
 reflection in every batch and after every rebuild, and test images draw from the same pool.
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
 """
 
 from __future__ import annotations

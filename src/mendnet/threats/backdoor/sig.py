@@ -3,6 +3,8 @@ Label Poisoning", ICIP 2019): a horizontal sinusoidal signal added to target-cla
 
 docs/methods.md §1: x' = clip(x + v), v(i, j) = δ·sin(2π·j·f / W) in every channel (j the column, W the
 width), δ = 20/255 in pixel space [0, 1], f = 6; clean-label.
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
 """
 
 from __future__ import annotations

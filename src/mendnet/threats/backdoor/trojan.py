@@ -19,6 +19,8 @@ training images whose corner is not black).
 
 Cost: the 1000 steps on 64 images are 64,000 forward/backward passes of the clean model, about one
 epoch of Fashion-MNIST training.
+
+Differences from the paper and the authors' release: docs/deviations.md#backdoor-attacks.
 """
 
 from __future__ import annotations
