@@ -15,10 +15,10 @@ batch (x₁, y₁), x₁ augmented by the training loop:
      d = 1 − |cos| of the pooled penultimate features z;
   6. L = CE_s(f_S(x₁ᵃ), y₁) [+ MART] + w·L_AGKD + λ₁·L_BML, CE_s cross-entropy against the release's
      smoothed target (true class 1 − s, every other class s/(K − 1)).
-Our choices: the AEs are crafted in eval mode (as the release) and the three inputs forwarded
-separately in train mode (the release forwards them as one concatenated batch, so its BN statistics
-mix them); x₂ is drawn uniformly from the training images of class c (on the device, no per-sample
-Python). MART is on (β = 6) as in the release; mart_beta 0 turns it off.
+As in the release, the AEs are crafted in eval mode and x₁ᵃ, x₁ and x₂ᵃ are forwarded as one
+train-mode batch (their BatchNorm statistics mixed). Our choice: x₂ is drawn uniformly from the
+training images of class c (on the device, no per-sample Python). MART is on (β = 6) as in the release;
+mart_beta 0 turns it off.
 
 Differences from the paper and the authors' release: docs/deviations.md#agkd-bml.
 """
@@ -202,24 +202,20 @@ class AGKDObjective(AdversarialCE):
         cfg = self.config
         _, x1a, x2, x2a = self.adversarial_pair(model, x, y)
         taps = (self.stage, self.features)
-        with torch.no_grad(), FeatureTap(self.teacher, (self.stage,)) as t1:
-            self.teacher(x)
-        with torch.no_grad(), FeatureTap(self.teacher, (self.stage,)) as t2:
-            self.teacher(x2)
-        with FeatureTap(model, taps) as s1a:
-            logits_1a = model(x1a)
-        with FeatureTap(model, taps) as s2a:
-            model(x2a)
-        with FeatureTap(model, (self.features,)) as s1:
-            logits_1 = model(x)
+        n = len(x)
+        with torch.no_grad(), FeatureTap(self.teacher, (self.stage,)) as t:
+            self.teacher(torch.cat([x, x2]))
+        t1, t2 = t[self.stage].split(n)
+        with FeatureTap(model, taps) as s:
+            logits_1a, logits_1, _ = model(torch.cat([x1a, x, x2a])).split(n)
+        s1a, _, s2a = s[self.stage].split(n)
+        z1a, z1, z2a = s[self.features].split(n)
         loss = smoothed_cross_entropy(logits_1a, y, cfg.label_smoothing)
         if cfg.mart_beta > 0:
             loss = loss + mart_loss(logits_1, logits_1a, y, cfg.mart_beta)
-        agkd = attention_l1(minmax_attention(s1a[self.stage]), minmax_attention(t1[self.stage]))
-        agkd = agkd + attention_l1(minmax_attention(s2a[self.stage]), minmax_attention(t2[self.stage]))
-        bml = bml_loss(
-            s1a[self.features], s1[self.features], s2a[self.features], cfg.margin, cfg.feature_weight
-        )
+        agkd = attention_l1(minmax_attention(s1a), minmax_attention(t1))
+        agkd = agkd + attention_l1(minmax_attention(s2a), minmax_attention(t2))
+        bml = bml_loss(z1a, z1, z2a, cfg.margin, cfg.feature_weight)
         return loss + cfg.agkd_weight * agkd + cfg.bml_weight * bml, logits_1a
 
 
