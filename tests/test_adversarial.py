@@ -120,7 +120,8 @@ def test_inputs_and_parameters_untouched(cls, model, batch):
     x, y = batch
     x0, y0 = x.clone(), y.clone()
     params = [p.detach().clone() for p in model.parameters()]
-    attack = cls(steps=3) if "steps" in cls.__dataclass_fields__ else cls()
+    cheap = {"steps": 3, "aa_targets": 1, "aa_square_queries": 10}  # AutoAttack: every component, small
+    attack = cls(**{k: v for k, v in cheap.items() if k in cls.__dataclass_fields__})
     attack(model, x, y)
     assert torch.equal(x, x0) and torch.equal(y, y0)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), params, strict=True))
@@ -354,7 +355,16 @@ def test_probability_outputs_warn(model, batch):
 
 
 def test_registry_and_names():
-    assert list(ATTACKS) == ["fgsm", "pgd-linf", "pgd-l2", "mi-fgsm", "cw-l2", "cw-linf"]
+    assert list(ATTACKS) == [
+        "fgsm",
+        "pgd-linf",
+        "pgd-l2",
+        "mi-fgsm",
+        "cw-l2",
+        "cw-linf",
+        "autoattack",
+        "autoattack-l2",
+    ]
     assert all(issubclass(cls, Attack) and cls.slug == key for key, cls in ATTACKS.items())
     assert PGD is PGDLinf
     assert PGDLinf(eps=8 / 255, steps=20).name == "pgd-linf(eps=0.0314,steps=20)"

@@ -16,8 +16,10 @@ from mendnet.errors import MendnetError
 from mendnet.report.html import Figure, Section, Table, html_page
 
 # Neural Cleanse as in tests/test_neural_cleanse.py (10 epochs of 10 batches of 12: it flags the backdoor's
-# target there); the attacks on 100 test images with 10 steps.
-FAST = AuditConfig(test_images=100, nc_epochs=10, nc_batches=10, nc_batch_size=12, attack_steps=10)
+# target there); the attacks on 100 test images with 10 steps, the budgeted AutoAttack on 5 of them.
+FAST = AuditConfig(
+    test_images=100, nc_epochs=10, nc_batches=10, nc_batch_size=12, attack_steps=10, aa_images=5
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,12 @@ def test_robust_accuracy_is_measured_under_the_standard_attacks(backdoored_audit
     assert robust["eps"] == pytest.approx(0.1)  # 28×28 greyscale default
     assert robust["worst_case"] <= min(robust["per_attack"].values()) <= robust["clean_acc"]
     assert robust["per_attack"]["PGD-L∞ (10 steps)"] < robust["clean_acc"]  # the attacks do bite
+    aa = robust["autoattack"]
+    assert aa["images"] == 5 and aa["components"] == ["apgd-ce", "apgd-t", "square"]
+    assert (
+        aa["targets"] == 3 and aa["square_queries"] == 1000 and aa["label"].startswith("AutoAttack, budgeted")
+    )
+    assert sum(aa["broken_by"].values()) <= 5 and 0 <= aa["robust_acc"] <= 1
 
 
 def test_audit_files(backdoored_audit):
@@ -118,6 +126,7 @@ def test_audit_command_on_a_weights_file(backdoored, tmp_path, capsys):
     out = tmp_path / "audit"
     args = ["audit", str(weights), "--arch", "wrn-16-1", "--data", "fashion-mnist", "--out", str(out)]
     tiny = ["--test-images", "20", "--nc-epochs", "1", "--nc-batches", "2", "--nc-batch-size", "8"]
+    tiny += ["--aa-images", "4"]
     assert main([*args, *tiny, "--attack-steps", "2", "--quiet"]) == 0
     assert f"audit → {out}/report.html" in capsys.readouterr().out
     assert {"report.html", "report.md", "audit.json", "model"} <= {p.name for p in out.iterdir()}

@@ -271,12 +271,15 @@ def test_robust_kd_config_refuses_negative_weights():
 def test_robustify_and_steps_curve_commands(tmp_path, capsys):
     out = tmp_path / "fast"
     argv = ["robustify", "fgsm-rs", "--train-subset", "128", "--epochs", "1", "--eval-images", "24"]
-    assert main([*argv, "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    # AutoAttack off: one robust image costs its full standard run (Square's 5000 queries), over 10 s on a
+    # CPU; tests/test_autoattack.py checks the report's AutoAttack column on a tiny model
+    assert main([*argv, "--aa-images", "0", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     keys = {"acc", "fgsm", "pgd-linf-7", "pgd-linf-20", "pgd-l2-0.25", "pgd-l2-0.5", "cw-linf", "worst_case"}
     assert keys <= set(metrics) and metrics["train_seconds"] > 0 and metrics["eps_linf"] == EPS
     robust = [metrics[k] for k in keys - {"acc", "worst_case"}]
     assert metrics["worst_case"] <= min(robust) <= max(robust) <= metrics["acc"]
+    assert "autoattack" not in metrics and "aa_gap_flag" not in metrics
     meta = json.loads((out / "model.json").read_text())
     assert meta["robustify"]["method"] == "fgsm-rs" and meta["robustify"]["train_images"] == 128
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -80,6 +81,11 @@ ATTACK_HELP = {
     "kappa": "CW confidence margin (0)",
     "lr": "CW-L2 Adam learning rate (0.01)",
     "search_steps": "CW-L2 binary-search steps on c (5)",
+    "aa_version": "AutoAttack version: standard, plus or rand (standard)",
+    "aa_attacks": "AutoAttack components to run, in order, e.g. apgd-ce,apgd-t (the version's: "
+    "apgd-ce,apgd-t,fab-t,square); from apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t",
+    "aa_targets": "AutoAttack target classes of apgd-t and fab-t (9, at most classes − 1)",
+    "aa_square_queries": "AutoAttack Square queries (5000)",
 }
 
 
@@ -140,14 +146,17 @@ def add_backdoor_arguments(p: argparse.ArgumentParser, required: bool) -> None:
 def add_robustify_parser(sub: argparse._SubParsersAction) -> None:
     """`robustify METHOD`, one sub-command per registered robustifier, flags generated from its Config."""
     from mendnet.models import architecture_names
+    from mendnet.robust.evaluation import AA_IMAGES
     from mendnet.robust.transfer import SPLITS
 
     p = sub.add_parser(
         "robustify",
         help="robustness training or transfer (PGD-AT, TRADES, FGSM-RS, Shafahi, Robust-KD, AGKD-BML)",
         description="Train a robust model and write an artefact whose metrics.json has clean accuracy, "
-        "robust accuracy under FGSM, PGD-L∞ (7 and 20 steps), PGD-L2 (ε 0.25, 0.5), CW-L∞ and the worst "
-        "case over them, and training seconds. L∞ budgets default to 0.1 on 28×28 greyscale, else 8/255.",
+        "robust accuracy under FGSM, PGD-L∞ (7 and 20 steps), PGD-L2 (ε 0.25, 0.5), CW-L∞, AutoAttack "
+        "(standard, on the first --aa-images images) and the worst case over them, and training seconds. "
+        "aa_gap_flag marks PGD-L∞-20 more than 2 points above AutoAttack. L∞ budgets default to 0.1 on "
+        "28×28 greyscale, else 8/255.",
     )
     methods = p.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name, method in ROBUSTIFIERS.items():
@@ -176,6 +185,13 @@ def add_robustify_parser(sub: argparse._SubParsersAction) -> None:
         m.add_argument("--eval-images", type=int, default=1000, help="first N test images (default: 1000)")
         m.add_argument(
             "--eval-eps", type=parse_number, default=None, help="L∞ budget of the report's attacks"
+        )
+        m.add_argument(
+            "--aa-images",
+            type=int,
+            default=AA_IMAGES,
+            help=f"AutoAttack (standard) on the first N of them; 0: none (default: {AA_IMAGES}; about "
+            "4 s an image of a robust small CNN on 2 CPU cores)",
         )
         add_config_arguments(m, method.config, f"{name} settings")
         add_common(m, "output artefact folder (default: runs/robustify-METHOD-SPLIT-sSEED)")
@@ -209,7 +225,8 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
         "audit",
         help="check one model for backdoors and adversarial weakness; writes report.html and report.md",
         description="Audit a model: clean accuracy, Neural Cleanse detection (anomaly index of every "
-        "label), robust accuracy under FGSM, PGD-L∞ and CW-L∞ (ε 0.1 on 28×28 greyscale, else 8/255), "
+        "label), robust accuracy under FGSM, PGD-L∞, CW-L∞ and a budgeted AutoAttack (APGD-CE, APGD-T "
+        "with 3 targets, Square with 1000 queries; ε 0.1 on 28×28 greyscale, else 8/255), "
         "attention maps of defender images stamped with the most suspicious label's reversed trigger, "
         "and advice. Writes report.html (self-contained), report.md, audit.json and the figures.",
     )
@@ -227,6 +244,7 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
         ("nc_batches", "Neural Cleanse batches per epoch"),
         ("nc_batch_size", "Neural Cleanse batch size"),
         ("attack_steps", "PGD-L∞ and CW-L∞ steps"),
+        ("aa_images", "images of the budgeted AutoAttack, 0: none"),
     ):
         p.add_argument(flag(name), type=int, default=getattr(d, name), help=f"{text} ({getattr(d, name)})")
     p.add_argument("--eps", type=parse_number, default=None, help="L∞ budget, e.g. 8/255 (default: above)")
@@ -355,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="clean and robust accuracy under adversarial attacks",
         description="Robust accuracy of an artefact's model on its test set under one or more attacks "
         "(each attack's own accuracy, and the worst case over them). Budgets are in pixel units [0, 1] "
-        "and accept fractions such as 8/255. L∞ attacks on 28×28 greyscale data default to eps 0.1.",
+        "and accept fractions such as 8/255. L∞ attacks on 28×28 greyscale data default to eps 0.1. "
+        "autoattack (L∞) and autoattack-l2 run the authors' package (pyautoattack) once over all the "
+        "images, in batches of --batch-size; the output names the component that broke each image, "
+        "the seconds, and the package's checks as warnings.",
     )
     p.add_argument("model", type=Path, help="artefact folder")
     p.add_argument(
@@ -368,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_attack_arguments(p)
     p.add_argument("--images", type=int, default=1000, help="first N test images (default: 1000)")
-    p.add_argument("--batch-size", type=int, default=250, help="attack batch size (default: 250)")
+    p.add_argument(
+        "--batch-size", type=int, default=250, help="attack batch size, AutoAttack's too (default: 250)"
+    )
     p.add_argument(
         "--cascade",
         action="store_true",
@@ -616,6 +639,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     from mendnet.report.steps_curve import accuracy_vs_steps, parse_steps, steps_curve_png
     from mendnet.report.tables import print_table
     from mendnet.threats.adversarial import make_attack, robust_accuracy
+    from mendnet.threats.adversarial.autoattack import summary_lines
 
     out = args.out or args.model / "robustness.json"
     curve_steps = parse_steps(args.steps_curve) if args.steps_curve else None
@@ -635,6 +659,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
     attacks = [make_attack(name, test.shape, **settings) for name in args.attacks or ["fgsm", "pgd-linf"]]
     device = resolve_device(args.device)
     model = art.model.to(device)
+    start = time.perf_counter()
     result = robust_accuracy(
         model,
         test,
@@ -644,6 +669,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         cascade=args.cascade,
     )
+    seconds = time.perf_counter() - start
     if args.png:
         x = test.float_images(torch.arange(min(6, len(test)))).to(device)
         x_adv = attacks[-1](model, x, test.labels[: len(x)].to(device))
@@ -651,6 +677,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
             x, x_adv, classify(model, x), classify(model, x_adv), test.classes, title=attacks[-1].name
         )
         atomic_write_bytes(args.png, png)
+    gaps = [] if args.cascade else pgd_autoattack_gaps({a.name: a for a in attacks}, result.per_attack)
     report = {
         "model": str(args.model),
         "n": result.n,
@@ -658,7 +685,12 @@ def cmd_attack(args: argparse.Namespace) -> None:
         "clean_acc": result.clean_acc,
         "robust_acc": result.per_attack,
         "worst_case": result.worst_case,
+        "seconds": seconds,
     }
+    if result.details:
+        report["autoattack"] = result.details
+    if gaps:
+        report["pgd_autoattack_gap"] = gaps
     if curve_steps and curve_png:
         curve = accuracy_vs_steps(
             model,
@@ -678,7 +710,34 @@ def cmd_attack(args: argparse.Namespace) -> None:
         **{k: {"acc": v} for k, v in result.per_attack.items()},
         "worst case": {"acc": result.worst_case},
     }
-    print_table(rows, title=f"robust accuracy, {result.n} test images → {out}", first="attack")
+    title = f"robust accuracy, {result.n} test images, {seconds:.1f} s → {out}"
+    print_table(rows, title=title, first="attack")
+    for name, summary in result.details.items():
+        for line in summary_lines(name, summary):
+            print(line)
+    for gap in gaps:
+        if gap["flag"]:
+            print(
+                f"warning: {gap['pgd']} is {100 * gap['gap']:.1f} points above {gap['autoattack']} on "
+                "the same images: likely gradient masking; trust AutoAttack's number"
+            )
+
+
+def pgd_autoattack_gaps(attacks: dict[str, Any], per_attack: dict[str, float]) -> list[dict[str, Any]]:
+    """PGD's robust accuracy minus AutoAttack's, for each PGD and AutoAttack run at the same norm and ε;
+    flagged above `PGD_GAP_FLAG` (2 points)."""
+    from mendnet.threats.adversarial.autoattack import PGD_GAP_FLAG, AutoAttack
+
+    out = []
+    for aa_name, aa in attacks.items():
+        if not isinstance(aa, AutoAttack):
+            continue
+        for name, attack in attacks.items():
+            pgd = attack.slug in ("pgd-linf", "pgd-l2")
+            if pgd and attack.norm == aa.norm and attack.eps == aa.eps:
+                gap = per_attack[name] - per_attack[aa_name]
+                out.append({"pgd": name, "autoattack": aa_name, "gap": gap, "flag": gap > PGD_GAP_FLAG})
+    return out
 
 
 def cmd_robustify(args: argparse.Namespace) -> None:
@@ -686,6 +745,7 @@ def cmd_robustify(args: argparse.Namespace) -> None:
     from mendnet.device import resolve_device
     from mendnet.jobs import DataRef, data_of
     from mendnet.report.tables import print_table
+    from mendnet.robust.evaluation import report_rows
     from mendnet.robust.job import robustify_model
 
     cfg = config_from_args(ROBUSTIFIERS[args.method].config, args)
@@ -710,20 +770,18 @@ def cmd_robustify(args: argparse.Namespace) -> None:
         train_subset=args.train_subset,
         eval_images=args.eval_images,
         eval_eps=args.eval_eps,
+        aa_images=args.aa_images,
         seed=args.seed,
         device=resolve_device(args.device),
         progress=not args.quiet,
     )
     save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
     m = outcome.metrics
-    attacks = [k for k in m if k not in ("acc", "worst_case", "eps_linf", "eval_images", "train_seconds")]
-    rows = {
-        "clean": {"acc": m["acc"]},
-        **{k: {"acc": m[k]} for k in attacks},
-        "worst case": {"acc": m["worst_case"]},
-    }
+    rows, lines = report_rows(m)
     title = f"{args.method}: trained in {m['train_seconds']:.0f} s, {m['eval_images']} test images → {out}"
     print_table(rows, title=title, first="attack")
+    for line in lines:
+        print(line)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -764,6 +822,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
         nc_batches=args.nc_batches,
         nc_batch_size=args.nc_batch_size,
         attack_steps=args.attack_steps,
+        aa_images=args.aa_images,
         eps=args.eps,
         seed=args.seed,
     )

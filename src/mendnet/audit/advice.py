@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.threats.adversarial.autoattack import PGD_GAP_FLAG
 
 
 def robustifier_names() -> list[str]:
@@ -58,6 +59,20 @@ def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str
         out.append(
             f"PGD accuracy ({100 * pgd:.1f}%) exceeds the worst case over the attacks "
             f"({100 * worst:.1f}%) by more than 10 points: suspected gradient masking; trust the worst case."
+        )
+    aa = robust.get("autoattack")
+    if aa and (aa["warnings"] or aa["pgd_gap"] > PGD_GAP_FLAG):
+        found = []
+        if aa["pgd_gap"] > PGD_GAP_FLAG:
+            found.append(
+                f"{aa['pgd']} accuracy is {100 * aa['pgd_gap']:.1f} points above the budgeted AutoAttack's "
+                f"({100 * aa['robust_acc']:.1f}%) on the same {aa['images']} images"
+            )
+        if aa["warnings"]:
+            found.append(f"AutoAttack's checks gave {len(aa['warnings'])} warning(s) (robustness section)")
+        out.append(
+            f"{'; '.join(found)}: suspected gradient masking. Trust AutoAttack over PGD, and measure with "
+            f"its full version: `mendnet attack {model_ref} --attack autoattack --images 1000`."
         )
     if worst < report["settings"]["weak_robustness"] * clean_acc:
         names = robustifier_names()

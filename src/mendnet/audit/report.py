@@ -58,17 +58,28 @@ def sections(report: dict[str, Any], files: dict[str, bytes | str]) -> list[Sect
         detection.blocks.append(
             Figure(files[TRIGGER_PNG], TRIGGER_PNG, "Reversed mask, pattern and trigger of every label")
         )
+    aa = robust.get("autoattack")
     rob_rows = [["clean", pct(robust["clean_acc"])]]
     rob_rows += [[name, pct(value)] for name, value in robust["per_attack"].items()]
+    if aa:
+        rob_rows += [[aa["label"], pct(aa["robust_acc"])]]
     rob_rows += [["worst case", pct(robust["worst_case"])]]
-    robustness = Section(
-        "Adversarial robustness",
-        [
-            f"Accuracy under each attack (L∞, ε = {robust['eps']:.4g} in pixel units) on the first "
-            f"{robust['n']} test images, and the worst case over them; percent.",
-            Table(["attack", "accuracy %"], rob_rows),
-        ],
-    )
+    blocks: list[Any] = [
+        f"Accuracy under each attack (L∞, ε = {robust['eps']:.4g} in pixel units) on the first "
+        f"{robust['n']} test images, and the worst case over them; percent.",
+        Table(["attack", "accuracy %"], rob_rows),
+    ]
+    if aa:
+        counts = ", ".join(f"{c} {k}" for c, k in aa["broken_by"].items())
+        blocks.append(
+            f"{aa['label']}: the authors' package (pyautoattack), {', '.join(aa['components'])}; APGD-T with "
+            f"{aa['targets']} target classes (standard: 9), Square with {aa['square_queries']} queries "
+            f"(standard: 5000), no FAB-T; on the first {aa['images']} images, in {aa['seconds']:.1f} s; "
+            f"images broken by each component: {counts}. The worst case includes it on those images. "
+            f"{aa['pgd']} minus AutoAttack on them: {100 * aa['pgd_gap']:.1f} points."
+        )
+        blocks += [f"Warning: {w}" for w in aa["warnings"]]
+    robustness = Section("Adversarial robustness", blocks)
     state = "flagged" if att["flagged"] else "not flagged; the smallest reversed trigger that works"
     attention = Section(
         "Attention maps of suspicious inputs",

@@ -15,7 +15,7 @@ from mendnet.errors import MendnetError
 from mendnet.jobs import DataRef, check_fits
 from mendnet.models import Classifier, ModelSpec, build_classifier
 from mendnet.robust.context import RobustContext
-from mendnet.robust.evaluation import robust_metrics
+from mendnet.robust.evaluation import AA_IMAGES, robust_metrics
 from mendnet.robust.transfer import split_set, student_from_teacher
 
 
@@ -64,13 +64,15 @@ def robustify_model(
     train_subset: int | None = None,
     eval_images: int = 1000,
     eval_eps: float | None = None,
+    aa_images: int = AA_IMAGES,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
     sets: tuple[ImageSet, ImageSet] | None = None,
 ) -> RobustOutcome:
     """Run robustifier `method` with `config` and measure clean, per-attack and worst-case accuracy on
-    the first `eval_images` test images, plus the method's training seconds."""
+    the first `eval_images` test images (AutoAttack on the first `aa_images` of them; 0: none), plus the
+    method's training seconds."""
     from mendnet.registry import ROBUSTIFIERS
 
     if method not in ROBUSTIFIERS:
@@ -91,7 +93,7 @@ def robustify_model(
     result = ROBUSTIFIERS[method].run(model.to(device), ctx, config)
     test = test.subset(torch.arange(min(eval_images, len(test))))
     metrics: dict[str, Any] = robust_metrics(
-        result.model, test, eps=eval_eps, device=device, seed=seed, progress=progress
+        result.model, test, eps=eval_eps, device=device, seed=seed, progress=progress, aa_images=aa_images
     )
     metrics["train_seconds"] = result.info["train_seconds"]
     meta = {

@@ -3,6 +3,7 @@
 `ATTACKS` maps each attack's registry name to its class; the CLI is generated from it.
 """
 
+from mendnet.threats.adversarial.autoattack import AutoAttack, AutoAttackL2, AutoAttackRun
 from mendnet.threats.adversarial.base import Attack
 from mendnet.threats.adversarial.cw import CWL2, CWLinf, margin_loss
 from mendnet.threats.adversarial.fgsm import FGSM
@@ -19,6 +20,9 @@ __all__ = [
     "PGD",
     "PGDL2",
     "Attack",
+    "AutoAttack",
+    "AutoAttackL2",
+    "AutoAttackRun",
     "CWLinf",
     "PGDLinf",
     "RobustResult",

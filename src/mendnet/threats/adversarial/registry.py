@@ -9,13 +9,16 @@ import dataclasses
 from typing import Any
 
 from mendnet.errors import MendnetError
+from mendnet.threats.adversarial.autoattack import AutoAttack, AutoAttackL2
 from mendnet.threats.adversarial.base import Attack
 from mendnet.threats.adversarial.cw import CWL2, CWLinf
 from mendnet.threats.adversarial.fgsm import FGSM
 from mendnet.threats.adversarial.mifgsm import MIFGSM
 from mendnet.threats.adversarial.pgd import PGDL2, PGDLinf
 
-ATTACKS: dict[str, type[Attack]] = {cls.slug: cls for cls in (FGSM, PGDLinf, PGDL2, MIFGSM, CWL2, CWLinf)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.slug: cls for cls in (FGSM, PGDLinf, PGDL2, MIFGSM, CWL2, CWLinf, AutoAttack, AutoAttackL2)
+}
 
 GREYSCALE_28_LINF_EPS = 0.1  # docs/methods.md §5: 28×28 greyscale images use ε = 0.1 L∞ unless set
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,12 +23,20 @@ class RobustResult:
     per_attack: each attack's own robust accuracy (correct on the clean image and on its attack);
         with `cascade`, the accuracy left after this attack and every earlier one.
     worst_case: share of images correct on the clean image and under every attack.
+    clean_mask, masks, worst_mask: the same per image (bool N, on the CPU): correct clean; correct
+        clean and under each attack (cumulative with `cascade`); correct under every attack.
+    details: what attacks that report more than images (AutoAttack: `AutoAttackRun.summary()`) said,
+        by attack name.
     """
 
     clean_acc: float
     per_attack: dict[str, float]
     worst_case: float
     n: int
+    clean_mask: torch.Tensor | None = None
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    worst_mask: torch.Tensor | None = None
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _named(attacks: Sequence[Attack] | Mapping[str, Attack]) -> dict[str, Attack]:
@@ -67,6 +76,10 @@ def robust_accuracy(
 
     cascade: the cheaper AutoAttack-style pass: each attack runs only on the points still robust
     after the earlier ones, so per_attack becomes cumulative and only worst_case is any attack's own.
+
+    Attacks that batch themselves (`whole_set`, AutoAttack) run once, after the batch loop, on all the
+    clean-correct images (with `cascade`: on those still robust, so they come last in per_attack),
+    with `batch_size` as their own batch size.
     """
     named = _named(attacks)
     if isinstance(images, ImageSet):
@@ -91,24 +104,31 @@ def robust_accuracy(
     if param is not None and param.device.type != device.type:
         raise MendnetError(f"model is on {param.device} but device is {device}; move one of them")
 
-    clean_count = torch.zeros((), dtype=torch.long, device=device)
-    worst_count = torch.zeros_like(clean_count)
-    counts = {name: torch.zeros_like(clean_count) for name in named}
+    batched = {name: a for name, a in named.items() if not getattr(a, "whole_set", False)}
+    whole = {name: a for name, a in named.items() if name not in batched}
+    clean = torch.zeros(n, dtype=torch.bool, device=device)
+    worst = torch.zeros_like(clean)  # correct clean and under every attack so far
+    masks = {name: torch.zeros_like(clean) for name in named}
+    details: dict[str, dict[str, Any]] = {}
+
+    def batch_of(rows: torch.Tensor | slice) -> torch.Tensor:
+        x = raw[rows].to(device)
+        if isinstance(images, ImageSet):
+            return x.float().div_(255.0)
+        check_pixel_range(x)
+        return x
+
     with eval_mode(model), progress_bar(progress) as bar:
-        task = bar.add_task("robust accuracy", total=n, info=", ".join(named))
+        task = bar.add_task("robust accuracy", total=n, info=", ".join(batched or named))
         for start in range(0, n, batch_size):
-            x = raw[start : start + batch_size].to(device)
-            if isinstance(images, ImageSet):
-                x = x.float().div_(255.0)
-            else:
-                check_pixel_range(x)
+            x = batch_of(slice(start, start + batch_size))
             y = labels[start : start + batch_size].to(device)
             with torch.inference_mode():
                 correct = model(x).argmax(dim=1) == y
             idx = correct.nonzero().squeeze(1)
-            clean_count += correct.sum()
+            clean[start : start + len(y)] = correct
             robust_all = torch.ones_like(idx, dtype=torch.bool)
-            for name, attack in named.items():
+            for name, attack in batched.items():
                 todo = idx[robust_all] if cascade else idx
                 robust = torch.zeros(0, dtype=torch.bool, device=device)
                 if len(todo):
@@ -117,15 +137,28 @@ def robust_accuracy(
                         robust = model(x_adv).argmax(dim=1) == y[todo]
                 if cascade:
                     robust_all[robust_all.clone()] = robust
-                    counts[name] += robust_all.sum()
+                    masks[name][start + idx[robust_all]] = True
                 else:
-                    counts[name] += robust.sum()
+                    masks[name][start + todo[robust]] = True
                     robust_all &= robust
-            worst_count += robust_all.sum()
+            worst[start + idx[robust_all]] = True
             bar.advance(task, len(y))
+        for name, attack in whole.items():
+            todo = (worst if cascade else clean).nonzero().squeeze(1)
+            x = batch_of(todo.to(raw.device))
+            y = labels[todo.to(labels.device)].to(device)
+            run = attack.run(model, x, y, batch_size=batch_size, bar=bar)
+            robust = run.robust.to(device)
+            worst[todo[~robust]] = False
+            masks[name][todo[robust]] = True
+            details[name] = run.summary()
     return RobustResult(
-        clean_acc=int(clean_count) / n,
-        per_attack={name: int(c) / n for name, c in counts.items()},
-        worst_case=int(worst_count) / n,
+        clean_acc=int(clean.sum()) / n,
+        per_attack={name: int(masks[name].sum()) / n for name in ([*batched, *whole] if cascade else named)},
+        worst_case=int(worst.sum()) / n,
         n=n,
+        clean_mask=clean.cpu(),
+        masks={name: m.cpu() for name, m in masks.items()},
+        worst_mask=worst.cpu(),
+        details=details,
     )
