@@ -330,6 +330,12 @@ def repair_model(
     ACC/ASR/RA before and after, DER and wall-clock seconds."""
     if method not in REPAIRS:
         raise MendnetError(f"unknown repair {method!r}; known: {', '.join(REPAIRS)}")
+    expected = REPAIRS[method].config
+    if type(config) is not expected:  # exact: fineprune.Config subclasses finetune.Config
+        raise MendnetError(
+            f"repair {method!r} takes a {expected.__module__}.{expected.__qualname__}, "
+            f"got {type(config).__module__}.{type(config).__qualname__}"
+        )
     data = defender_data(art, clean_fraction, seed, sets)
     test, threat = data.test, data.threat
     backdoor = backdoor_test_for(threat, test)

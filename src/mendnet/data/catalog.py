@@ -203,7 +203,7 @@ def find_split(info: DatasetInfo, split: str, data_dir: str | Path | None, downl
 
 
 def load_image_folder(
-    info: DatasetInfo, split: str, data_dir: str | Path | None, image_size: int | None
+    info: DatasetInfo, split: str, data_dir: str | Path | None, image_size: int | tuple[int, int] | None
 ) -> ImageSet:
     """A split of data_dir/{train,test}/<class>/ images, normalised with train-split mean/std."""
     if data_dir is None:
@@ -223,13 +223,13 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download: bool = False,
     *,
-    image_size: int | None = 32,
+    image_size: int | tuple[int, int] | None = 32,
 ) -> ImageSet:
     """The `split` ("train" or "test") of data set `name` as an ImageSet of uint8 images.
 
     download: fetch the official files (MD5-checked) into data_dir or $MENDNET_DATA when absent.
-    image_size: imagefolder only; resize every image to image_size×image_size pixels, or with
-    None to the size of the first train image.
+    image_size: imagefolder only; resize every image (bilinear) to image_size×image_size pixels
+    (default 32), to (height, width) for a pair, or with None to the size of the first train image.
     """
     info = dataset_info(name)
     if split not in SPLITS:

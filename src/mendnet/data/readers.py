@@ -271,21 +271,37 @@ def load_image(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def folder_image_size(image_size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    """`image_size` as Pillow's (width, height): an int n is n×n, a pair is (height, width);
+    None stays None. MendnetError unless every size is a whole number ≥ 1."""
+    if image_size is None:
+        return None
+    pair = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise MendnetError(
+            f"image size must be a whole number of pixels ≥ 1 or a (height, width) pair, got {image_size!r}"
+        )
+    height, width = pair
+    return (width, height)
+
+
 def read_image_folder(
-    root: Path, split: str, image_size: int | None = 32
+    root: Path, split: str, image_size: int | tuple[int, int] | None = 32
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Images, labels and classes of root/<split>/<class>/*.{png,jpg,jpeg,ppm,bmp}.
 
     Classes are the sorted subfolder names of root/train, for both splits. Images become RGB, or
     single-channel L when every train image is greyscale. They are resized (bilinear) to
-    image_size×image_size pixels, or with image_size=None to the size of the first train image.
+    image_size×image_size pixels (a pair: (height, width)), or with image_size=None to the size of
+    the first train image.
     """
+    size = folder_image_size(image_size)
     train_dir = root / "train"
     classes = folder_classes(train_dir)
     train_files, train_labels = folder_files(train_dir, classes)
     files, labels = (train_files, train_labels) if split == "train" else folder_files(root / split, classes)
     mode = folder_mode(train_files)
-    size = (image_size, image_size) if image_size is not None else image_size_of(train_files[0])
+    size = size if size is not None else image_size_of(train_files[0])
     images = np.stack([load_image(path, mode, size) for path in files])
     return torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), classes
 

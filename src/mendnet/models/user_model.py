@@ -41,12 +41,19 @@ def load_factory(path: str) -> Callable[..., nn.Module]:
 
     The module part is imported normally (it must be on sys.path) unless it ends in ".py" or
     contains a path separator, in which case that file is executed as a fresh module. The part
-    after the last ':' may be dotted ("module:Class.create"). Any failure is a one-line
-    MendnetError.
+    after the last ':' may be dotted ("module:Class.create"); a name inside a function
+    ("module:f.<locals>.Net", as `mendnet.wrap` records such a class) cannot be imported. Any
+    failure is a one-line MendnetError.
     """
     module_name, sep, attr = path.rpartition(":")
     if not sep or not module_name or not attr:
         raise MendnetError(f"a user model is 'module:factory' or 'path/file.py:factory', got {path!r}")
+    if "<locals>" in attr:
+        raise MendnetError(
+            f"{path!r} is defined inside a function, so it cannot be imported to rebuild the model; define "
+            "it at module level, or in Python load the weights into a fresh instance: "
+            "mendnet.load(folder, net=...)"
+        )
     try:
         if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
             module = _import_file(Path(module_name))
