@@ -50,7 +50,7 @@ def backdoored(fmnist):
 @pytest.fixture(scope="session")
 def nad_repaired(backdoored, fmnist):
     """The `backdoored` model repaired by NAD (a RepairOutcome): paper defaults except the first-phase lr
-    (0.05; the demo: 0.045) and a shorter run (10 epochs). Shared by the repair and audit tests."""
+    (0.05; the demo: 0.02) and a shorter run (10 epochs). Shared by the repair and audit tests."""
     from mendnet.jobs import repair_model
     from mendnet.repair import nad
 

@@ -33,17 +33,18 @@ ATTENTION_IMAGES = 4
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The demo's settings; the backdoored model is trained briefly (5 epochs: 3 left
-    NAD's ACC drop at 3.19 points on seed 0) to fit 10 CPU minutes (about 8 on 2 cores).
+    """The demo's settings. The backdoored model trains 5 epochs, the most that fits the demo's
+    10-minute budget on 2 CPU cores (training took 360–440 s on this machine type); it is a budget, not
+    a setting chosen by any repair's result.
 
-    nad_lr: the student's first-phase lr. NAD's paper uses 0.1 (tuned on CIFAR-10); on this setting
-    (2,700 defender images of Fashion-MNIST, seed 0) 0.1 cost 6.1 ACC points for ASR 2.9%, 0.05 cost
-    3.0 points for ASR 3.1%, 0.04 cost 1.8 points for ASR 4.4% and 0.03 left ASR at 10.4%
-    (docs/benchmarks.md, section nad_lr_probe). The demo uses 0.045, between the two limits of its
-    acceptance (ASR ≤ 5%, at most 3 ACC points lost); the `nad` method keeps the paper's default.
-    nad_teacher: NAD's teacher_init. "finetune-student" trains the teacher as the authors' release does
-    (the NAD settings, here lr 0.045, with β = 0, 10 epochs); FT's lr 0.01 left that teacher with 8% to
-    94% ASR across seeds and devices, and NAD's student with up to 17% (section nad_teacher_probe).
+    NAD runs the paper's schedule (20 epochs, the first 2 at `nad_lr`, then the authors' fixed 0.01)
+    with two settings chosen on the validation split, never on the test set (docs/benchmarks.md,
+    section `tune_defaults`, tuning seed 100, written by benchmarks/tune_defaults.py): nad_lr, the
+    first-phase lr, 0.02 (paper: 0.1, which lost 13.0 validation ACC points there), and nad_teacher
+    "finetune-student", the teacher trained as the authors' release does (NAD's own settings with β = 0,
+    10 epochs) rather than by FT's constant 0.01. Rule, fixed before the run: the highest validation
+    ACC among the candidates with validation ASR ≤ 5%; chosen 90.20% ACC / 3.17% ASR against the
+    backdoored model's 91.72% / 100%. The `nad` method keeps the paper's defaults.
     """
 
     data: str = "fashion-mnist"
@@ -56,7 +57,7 @@ class DemoConfig:
     epochs: int = 5
     batch_size: int = 128
     lr: float = 0.05
-    nad_lr: float = 0.045
+    nad_lr: float = 0.02
     nad_teacher: str = "finetune-student"
     seed: int = 0
 
@@ -149,9 +150,11 @@ def report_markdown(cfg: DemoConfig, rows: dict, seconds: float) -> str:
         "# mendnet demo: BadNets → fine-tuning and NAD\n\n"
         f"Data {cfg.data}, model {cfg.model}, {cfg.attack} all-to-one, target {cfg.target}, rate {cfg.rate}; "
         f"defender data {cfg.clean_fraction:.0%} of the training set (clean); seed {cfg.seed}. "
-        f"NAD with the paper's settings except the first-phase lr {cfg.nad_lr} (paper: 0.1, which costs "
-        f"about 6 ACC points here); its teacher: {cfg.nad_teacher} (a copy of the backdoored model trained "
-        "10 epochs with NAD's own settings and no distillation term, as the authors' release does).\n\n"
+        f"NAD with the paper's settings except two chosen on a validation split of the training set "
+        f"(docs/benchmarks.md, `tune_defaults`): the first-phase lr {cfg.nad_lr} (paper: 0.1; the second "
+        f"phase stays at the authors' fixed 0.01) and the teacher {cfg.nad_teacher} (a copy of the "
+        "backdoored model trained 10 epochs with NAD's own settings and no distillation term, as the "
+        "authors' release does).\n\n"
         + markdown_table(rows)
         + f"\nTotal {seconds:.0f} s. ACC: clean test accuracy; ASR: triggered non-target test images sent "
         "to the target; RA: triggered images still classified correctly; DER: defense effectiveness "
