@@ -44,11 +44,11 @@ class Config:
 
     An epoch is `batches_per_epoch` mini-batches of `batch_size` defender images per label (authors:
     1000 images / 32 ≈ 31 batches), the unit of the λ schedule, not a pass over the defender set.
-    epochs: at most this many (authors: 1000 with early stopping; our choice 60 for CPU: on the BadNets
-    Fashion-MNIST WRN-16-1 the target's anomaly index was 3.2 after 10 epochs, 4.7 after 20 and 5.6 after
-    40; a clean 5-epoch model of the same setting had label 8 flagged (index 2.07) after 20 epochs and
-    nothing after 60, where most labels had stopped early, at 40 to 57; docs/benchmarks.md section
-    `nc_epochs_probe`; 60 take up to about 7 minutes on 2 CPU cores). A label stops earlier once λ has
+    epochs: at most this many (authors: 1000 with early stopping; our choice 60, a time budget: up to
+    about 7 minutes on 2 CPU cores). With the authors' early stopping most labels stop by themselves
+    before it (at 40 to 57 on a clean Fashion-MNIST WRN-16-1, docs/benchmarks.md `nc_epochs_probe`), and
+    200 epochs gave the same flags and norms to the digit on a Trojan model (`nc_trojan_probe`); both
+    probes ran on defender data only, no test image. A label stops earlier once λ has
     gone both up and down and its best norm has not improved for `early_stop_patience` epochs (authors:
     5 · patience). λ starts at `init_cost` (docs/methods.md; the authors' release starts at 0 and sets it
     after `patience` successful epochs). cost_multiplier: λ's factor up; down is its power 1.5.
