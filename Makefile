@@ -21,9 +21,9 @@ data:
 	@if [ -d $(DATA) ]; then exit 0; fi; \
 	if command -v apt-get >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else \
-	    echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist' or use --download"; exit 0; fi; \
+	    echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist', or download it with '$(BIN)/mendnet demo --download --data-dir DIR'"; exit 0; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
-	else echo "Fashion-MNIST missing and no apt-get: 'mendnet' commands accept --data-dir or --download"; fi
+	else echo "Fashion-MNIST missing and no apt-get: download it with '$(BIN)/mendnet demo --download --data-dir DIR' (train, poison, eval, robustify and audit take --download too), or pass --data-dir"; fi
 
 # Headless Chromium and its driver for the test of the audit's HTML report (Debian packages, ~350 MB);
 # `make test` installs them, `make demo` does not need them.

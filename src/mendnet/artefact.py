@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,31 @@ FORMAT = "mendnet-artefact/1"
 WEIGHTS = "model.safetensors"
 META = "model.json"
 METRICS = "metrics.json"
+
+
+def check_writable(path: str | Path, *, is_file: bool = False) -> None:
+    """Refuse, before any work, an output that could not be written: a folder where a file is to go (or
+    the reverse), a file whose folder does not exist, a folder under a file, or a place where this
+    process cannot create files (probed by creating and removing a hidden file where the output's
+    temporary copy will be made; nothing is left behind). An output folder's missing parents are fine:
+    they are created when it is written."""
+    path = Path(path)
+    if path.exists() and path.is_dir() == is_file:
+        kind = "a folder" if is_file else "not a folder"
+        raise MendnetError(f"output {path} exists and is {kind}")
+    place = path.parent
+    if is_file and not place.is_dir():
+        raise MendnetError(f"cannot write {path}: folder {place} does not exist")
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise MendnetError(f"cannot write {path}: {place} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mendnet-write-check-", dir=place)
+    except OSError as e:
+        raise MendnetError(f"cannot write {path}: cannot create files in {place} ({e.strerror or e})") from e
+    os.close(fd)
+    os.unlink(probe)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,11 @@ Every user-facing problem ends as one line on stderr (`mendnet: error: ...`) and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+import types
+import typing
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,20 +43,92 @@ def add_data(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") 
         default=None,
         help="folder holding the data set (else $MENDNET_DATA, then /usr/share/datasets/NAME)",
     )
+    add_download(p)
 
 
-def key_value(text: str) -> tuple[str, object]:
+def add_download(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the data set's official files (MD5-checked) into --data-dir or $MENDNET_DATA first "
+        "when they are not found",
+    )
+
+
+def prepare_data(args: argparse.Namespace) -> None:
+    """Before the command starts: a `--data-dir` must exist (no silent fall-back to $MENDNET_DATA or the
+    system copy); with `--download`, the files of both splits are found, else downloaded (MD5-checked)
+    into --data-dir or $MENDNET_DATA."""
+    from mendnet.data.catalog import SPLITS, check_data_dir, dataset_info, find_split
+
+    if not getattr(args, "download", False):
+        check_data_dir(getattr(args, "data_dir", None))
+        return
+    name = getattr(args, "data", None) or ("fashion-mnist" if args.command == "demo" else None)
+    if name is None:
+        raise MendnetError("--download needs --data NAME")
+    info = dataset_info(name)
+    if info.read is None:
+        raise MendnetError(f"{name}: cannot be downloaded; it reads your own --data-dir")
+    for split in SPLITS:
+        find_split(info, split, args.data_dir, download=True)
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """KEY=VALUE as (key, raw text); `typed_attack_params` types the value once the attack is known."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
-    try:
-        value: object = int(raw)
-    except ValueError:
+    return key.strip().replace("-", "_"), raw
+
+
+# options of the planting itself, accepted for every attack (jobs.PoisonSpec)
+PLANTING_PARAMS: dict[str, Any] = {"clean_label": int, "clean_model": str}
+
+
+def parse_param(kind: Any, raw: str, where: str) -> Any:
+    """`raw` as the dataclass field type `kind`: int, float (fractions such as 8/255 too), a JSON list,
+    or text; `none` for an optional field."""
+    options = [kind]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        if raw.strip().lower() == "none":
+            return None
+    kind = options[0]
+    if kind is int:
         try:
-            value = parse_number(raw)
+            return int(raw)
+        except ValueError:
+            raise MendnetError(f"{where}: expected an integer, got {raw!r}") from None
+    if kind is float:
+        try:
+            return parse_number(raw)
         except argparse.ArgumentTypeError:
-            value = raw
-    return key.strip().replace("-", "_"), value
+            raise MendnetError(f"{where}: expected a number, got {raw!r}") from None
+    if (typing.get_origin(kind) or kind) is list:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, list):
+            raise MendnetError(f"{where}: expected a JSON list such as [1, 2], got {raw!r}")
+        return value
+    return raw
+
+
+def typed_attack_params(attack: str, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, Any], ...]:
+    """`--attack-param` values typed by the fields of the attack's trigger dataclass (plus the planting
+    options clean_label and clean_model); an unknown key is an error listing the known ones."""
+    from mendnet.threats.backdoor import attack_entry, trigger_parameters
+
+    hints = typing.get_type_hints(attack_entry(attack).trigger)
+    kinds = {name: hints[name] for name in trigger_parameters(attack)} | PLANTING_PARAMS
+    for key, _ in pairs:
+        if key not in kinds:
+            raise MendnetError(
+                f"--attack-param {key}: not a parameter of {attack}; known: {', '.join(kinds)}"
+            )
+    return tuple((key, parse_param(kinds[key], raw, f"--attack-param {key}")) for key, raw in pairs)
 
 
 def attack_names() -> list[str]:
@@ -431,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fashion-MNIST, WRN-16-1, BadNets 10% → FT and NAD with 5% data.",
     )
     p.add_argument("--data-dir", default=None, help="folder holding Fashion-MNIST")
+    add_download(p)
     p.add_argument(
         "--epochs", type=int, default=None, help="epochs of the backdoored model (default: the demo's 5)"
     )
@@ -448,8 +524,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = config_from_args(TrainConfig, args)
     spec = None
     if args.attack:
-        spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, tuple(args.attack_param))
         attack_entry(args.attack)  # an unknown name fails before any work
+        params = typed_attack_params(args.attack, args.attack_param)
+        spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, params)
+    elif args.attack_param:
+        raise MendnetError("--attack-param needs --attack")
     out = args.out or Path("runs") / f"train-{args.model}-{args.attack or 'clean'}-s{args.seed}"
     check_out(out, args.force)
     outcome = train_model(
@@ -473,10 +552,11 @@ def cmd_poison(args: argparse.Namespace) -> None:
     from mendnet.threats.backdoor import attack_entry
 
     attack_entry(args.attack)
+    params = typed_attack_params(args.attack, args.attack_param)
     out = args.out or Path("runs") / f"poison-{args.data}-{args.attack}-s{args.seed}"
     check_out(out, args.force)
     ref = DataRef(args.data, args.data_dir)
-    spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, tuple(args.attack_param))
+    spec = PoisonSpec(args.attack, args.target, args.rate, args.mode, params)
     planted, png = poison_dataset(ref, spec, seed=args.seed, device=resolve_device(args.device))
     write_poisoned_set(out, ref, planted, png, force=args.force, seed=args.seed)
     rec = planted.record
@@ -485,10 +565,15 @@ def cmd_poison(args: argparse.Namespace) -> None:
     print(f"wrote {out}/: {count} of {len(planted.data)} training images poisoned ({rec.attack}, {kind})")
 
 
-def check_out(out: Path, force: bool) -> None:
-    """Refuse an existing output before any work is done (the atomic write checks again at the end)."""
+def check_out(out: Path, force: bool, *, is_file: bool = False) -> None:
+    """Before any work is done, refuse an existing output (unless `force`) and one that could not be
+    written (`artefact.check_writable`); the atomic write checks again at the end. Every command that
+    writes calls this first, for each output folder or file."""
+    from mendnet.artefact import check_writable
+
     if out.exists() and not force:
         raise MendnetError(f"output {out} already exists; pass --force to replace it")
+    check_writable(out, is_file=is_file)
 
 
 def load_model_arg(args: argparse.Namespace):
@@ -510,15 +595,17 @@ def load_model_arg(args: argparse.Namespace):
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from mendnet.artefact import write_json
+    from mendnet.artefact import atomic_write_json
     from mendnet.device import resolve_device
     from mendnet.jobs import evaluate_artefact
     from mendnet.report.tables import print_table
 
+    if args.json:
+        check_out(args.json, force=True, is_file=True)  # --json replaces an existing file, as it always has
     art = load_model_arg(args)
     metrics = evaluate_artefact(art, resolve_device(args.device))
     if args.json:
-        write_json(args.json, metrics)
+        atomic_write_json(args.json, metrics)
     print_table({str(args.model): metrics}, title="evaluation")
 
 
@@ -611,8 +698,7 @@ def cmd_attention(args: argparse.Namespace) -> None:
 
     if len(args.models) < 2:
         raise MendnetError("attention needs two or more models to compare")
-    if args.out.exists() and not args.force:
-        raise MendnetError(f"{args.out} already exists; pass --force to replace it")
+    check_out(args.out, args.force, is_file=True)
     arts = [load_artefact(m) for m in args.models]
     ref = data_of(arts[0].meta)
     test = load_dataset(ref.name, "test", ref.data_dir)
@@ -645,8 +731,8 @@ def cmd_attack(args: argparse.Namespace) -> None:
     curve_steps = parse_steps(args.steps_curve) if args.steps_curve else None
     curve_png = (args.curve_png or out.parent / "steps_curve.png") if curve_steps else None
     for path in (out, args.png, curve_png):
-        if path is not None and path.exists() and not args.force:
-            raise MendnetError(f"{path} already exists; pass --force to replace it")
+        if path is not None:
+            check_out(path, args.force, is_file=True)
     if args.images < 1 or args.batch_size < 1:
         raise MendnetError("--images and --batch-size must be ≥ 1")
     art = load_artefact(args.model)
@@ -785,10 +871,16 @@ def cmd_robustify(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
+    from mendnet.artefact import check_writable
     from mendnet.bench import load_recipe, run_bench, write_doc_section
 
+    if args.recipe.is_dir():
+        raise MendnetError(f"recipe {args.recipe} is a folder; give a recipe file, e.g. recipes/smoke.toml")
     recipe = load_recipe(args.recipe)
     out = args.out or Path("runs") / f"bench-{recipe.name}"
+    check_writable(out)  # an existing output folder is resumed
+    if args.doc:
+        check_writable(args.doc, is_file=True)
     summary = run_bench(
         recipe,
         out,
@@ -883,14 +975,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = lambda msg, cat, *a, **k: f"mendnet: warning: {msg}\n"
     try:
+        prepare_data(args)
         COMMANDS[args.command](args)
     except MendnetError as e:
-        print(f"mendnet: error: {e}", file=sys.stderr)
-        return ERROR_EXIT
+        return fail(str(e))
+    except OSError as e:  # a file or folder the system refused (missing, unwritable, a folder, ...)
+        return fail(os_error_message(e))
     except KeyboardInterrupt:
         print("mendnet: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def fail(message: str) -> int:
+    """Print `message` as the one line `mendnet: error: ...` on stderr; the error exit status."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    print(f"mendnet: error: {text}", file=sys.stderr)
+    return ERROR_EXIT
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def os_error_message(error: OSError) -> str:
+    """An OSError as "PATH: reason" (both paths of a rename), or its text when it names no path."""
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    reason = error.strerror or first_line(error)
+    return f"{' → '.join(paths)}: {reason}" if paths else reason
 
 
 if __name__ == "__main__":

@@ -35,6 +35,17 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+METAVARS: dict[Any, str] = {int: "N", float: "X", str: "NAME"}  # as the attack flags of `mendnet attack`
+
+
+def metavar(kind: Any, name: str = "") -> str:
+    """What --help shows for a value of field `name` of type `kind` (N, X, NAME, or PATH for a text
+    field that names a file or folder) instead of the dest's CFG_FIELD."""
+    if kind is str and name.endswith(("trigger", "path", "dir", "file")):
+        return "PATH"
+    return METAVARS.get(kind, "VALUE")
+
+
 def field_doc(cls: type, name: str) -> str:
     default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
     return f"(default: {default})"
@@ -65,12 +76,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, group_title
                 nargs="*",
                 default=f.default,
                 type=parse_number if inner is float else inner,
+                metavar=metavar(inner, f.name),
                 help=doc,
             )
         elif kind is float:
-            group.add_argument(flag(f.name), dest=dest, type=parse_number, default=f.default, help=doc)
+            group.add_argument(
+                flag(f.name), dest=dest, type=parse_number, default=f.default, metavar=metavar(kind), help=doc
+            )
         elif kind in (int, str):
-            group.add_argument(flag(f.name), dest=dest, type=kind, default=f.default, help=doc)
+            group.add_argument(
+                flag(f.name), dest=dest, type=kind, default=f.default, metavar=metavar(kind, f.name), help=doc
+            )
         elif origin in (typing.Union, types.UnionType):
             inner = next(a for a in typing.get_args(kind) if a is not type(None))
             group.add_argument(
@@ -78,6 +94,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, group_title
                 dest=dest,
                 type=parse_number if inner is float else inner,
                 default=f.default,
+                metavar=metavar(inner, f.name),
                 help=doc,
             )
         else:

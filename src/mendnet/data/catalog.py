@@ -1,7 +1,8 @@
 """Named data sets: where their files are searched for, how they are read, class names, mean/std.
 
 Files are searched, in order, in data_dir, in $MENDNET_DATA (each either the folder holding the
-files or its <name> subfolder) and in /usr/share/datasets/<name> (Debian's layout).
+files or its <name> subfolder) and in /usr/share/datasets/<name> (Debian's layout). The CLI refuses
+a --data-dir that does not exist (`check_data_dir`) rather than fall back silently to another copy.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mendnet.errors import MendnetError
 ENV_VAR = "MENDNET_DATA"
 SYSTEM_DATA_DIR = Path("/usr/share/datasets")
 SPLITS = ("train", "test")
+DOWNLOAD_COMMANDS = "train, poison, eval, robustify, audit or demo"  # the commands with --download
 
 SplitData = tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]
 
@@ -55,8 +57,8 @@ class DatasetInfo:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     how_to_get: str = (
-        "rerun with --download (saves into --data-dir or $MENDNET_DATA), or put the official "
-        "files in --data-dir"
+        f"rerun with --download ({DOWNLOAD_COMMANDS}; saves into --data-dir or $MENDNET_DATA), or put "
+        "the official files in --data-dir"
     )
 
 
@@ -99,7 +101,7 @@ DATASETS: dict[str, DatasetInfo] = {
         std=(0.3530,),
         how_to_get=(
             "install it with `apt-get install dataset-fashion-mnist`, or rerun with --download "
-            "(saves into --data-dir or $MENDNET_DATA)"
+            f"({DOWNLOAD_COMMANDS}; saves into --data-dir or $MENDNET_DATA)"
         ),
     ),
     "mnist": DatasetInfo(
@@ -152,6 +154,13 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in DATASETS:
         raise MendnetError(f"unknown data set '{name}'; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def check_data_dir(data_dir: str | Path | None) -> None:
+    """A data folder the user names must exist (MendnetError otherwise; `--download` creates it)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        what = "is not a folder" if Path(data_dir).exists() else "does not exist"
+        raise MendnetError(f"data folder {data_dir} {what}")
 
 
 def search_folders(info: DatasetInfo, data_dir: str | Path | None) -> list[Path]:

@@ -125,7 +125,14 @@ def _call_factory(factory: Callable[..., nn.Module], kwargs: dict, arch: str) ->
         inspect.signature(factory).bind(**kwargs)
     except TypeError as error:
         raise MendnetError(f"{arch}: {error}") from None
-    net = factory(**kwargs)
+    try:
+        net = factory(**kwargs)
+    except Exception as error:  # the user's code: one line naming it, for the CLI and the API alike
+        if ":" not in arch:
+            raise
+        text = str(error).strip()
+        first = text.splitlines()[0] if text else ""
+        raise MendnetError(f"model factory {arch} raised {type(error).__name__}: {first}") from error
     if not isinstance(net, nn.Module):
         raise MendnetError(f"{arch} returned {type(net).__name__}, not a torch.nn.Module")
     return net
