@@ -236,7 +236,10 @@ def main() -> None:
     ]
     for part in args.parts:
         body += PARTS[part](art, sets, device)
-    body.append(f"This run: {time.perf_counter() - start:.0f} s (cached candidates not counted).")
+    body.append(
+        f"This run: {time.perf_counter() - start:.0f} s (cached candidates not counted). The seconds "
+        "columns are wall time with other work sharing the 2 cores at times: not speed figures."
+    )
     write_section("tune_defaults", "\n".join(body), args.doc)
     print("\n".join(body))
 
