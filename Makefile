@@ -3,18 +3,27 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 DATA := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test lint bench clean data browser
+.PHONY: setup dev-setup demo test lint bench clean data browser
 
+# What `make demo` needs: torch 2.13.0 (the CPU wheel here; a bare torch pulls a CUDA build) and mendnet.
 setup: $(STAMP) data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
+
+# What `make test` and `make lint` need besides: the dev extras (pytest, hypothesis, ruff, ray, selenium).
+dev-setup: $(DEV_STAMP) data
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(DEV_STAMP)
 
 # Fashion-MNIST from Debian when apt is available (as root, or through sudo without a password).
 data:
@@ -38,10 +47,10 @@ browser:
 demo: setup
 	$(BIN)/mendnet demo --force
 
-test: setup browser
+test: dev-setup browser
 	$(BIN)/python -m pytest
 
-lint: setup
+lint: dev-setup
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
