@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pyautoattack
 import pytest
 import torch
 from torch import nn
@@ -21,8 +22,6 @@ from mendnet.threats.adversarial import (
     robust_accuracy,
 )
 from mendnet.threats.adversarial.autoattack import summary_lines
-
-pyautoattack = pytest.importorskip("pyautoattack")
 
 K = 10
 

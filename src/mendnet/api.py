@@ -40,11 +40,11 @@ import torch
 from torch import nn
 
 from mendnet.artefact import (
-    FORMAT,
     META,
     METRICS,
     WEIGHTS,
     Artefact,
+    artefact_meta,
     atomic_output_dir,
     load_weights_into,
     provenance,
@@ -268,14 +268,7 @@ def load_artefact(path: str | Path, net: nn.Module | None = None) -> Artefact:
     cannot be rebuilt from its folder alone (`wrap`'s note says why); its stages are the recorded
     ones. Without it, the model is rebuilt from the spec as every mendnet command does.
     """
-    folder = Path(path)
-    if folder.is_file():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise MendnetError(f"artefact {path} does not exist")
-    meta = read_json(folder / META)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model" not in meta:
-        raise MendnetError(f"{folder / META} is not a mendnet artefact description ({FORMAT})")
+    folder, meta = artefact_meta(path)
     rebuild = meta.get("rebuild") or {}
     if net is None:
         if rebuild.get("ok") is False:

@@ -217,8 +217,8 @@ def load_weights_into(model: Classifier, state: dict[str, torch.Tensor], source:
         raise MendnetError(f"{source}: weights do not fit {model.spec.arch}: {first} {detail}".strip()) from e
 
 
-def load_artefact(path: str | Path) -> Artefact:
-    """Load an artefact folder (or a model.safetensors inside one)."""
+def artefact_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The folder of an artefact (given as the folder or a file inside it) and its checked model.json."""
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
@@ -227,6 +227,12 @@ def load_artefact(path: str | Path) -> Artefact:
     meta = read_json(folder / META)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model" not in meta:
         raise MendnetError(f"{folder / META} is not a mendnet artefact description ({FORMAT})")
+    return folder, meta
+
+
+def load_artefact(path: str | Path) -> Artefact:
+    """Load an artefact folder (or a model.safetensors inside one)."""
+    folder, meta = artefact_meta(path)
     try:
         spec = ModelSpec.from_json(meta["model"])
     except (KeyError, TypeError, ValueError) as e:
