@@ -72,3 +72,16 @@ def clean_small_cnn(fmnist):
         DataRef("fashion-mnist"), "small-cnn", cfg, sets=fmnist, train_subset=12_000, progress=False
     )
     return Artefact(out.model, out.meta, out.metrics, None)
+
+
+# Fixtures that load or train on Fashion-MNIST (cli_run and local_runs train small models through the CLI
+# and the bench engine).
+REAL_DATA_FIXTURES = {"fmnist", "backdoored", "nad_repaired", "clean_small_cnn", "cli_run", "local_runs"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the real-data fixtures (directly or through another fixture) is `slow`, so
+    `pytest -m "not slow"` is the fast lane of the edit-test loop."""
+    for item in items:
+        if REAL_DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -197,11 +197,11 @@ def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
 
 
 def ray_or_fail():
-    """Ray, or a failure naming the install step (`make setup` installs it with the dev extras)."""
+    """Ray, or a failure naming the install step (`make test` installs it with the dev extras)."""
     try:
         import ray
     except ImportError:
-        pytest.fail("ray is not installed; `make setup` installs it with the dev extras")
+        pytest.fail("ray is not installed; `make test` installs it with the dev extras")
     return ray
 
 
