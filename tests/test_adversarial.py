@@ -31,20 +31,24 @@ K = 4
 BOUNDED = [FGSM, PGDLinf, PGDL2, MIFGSM, CWLinf]
 
 
-def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def toy_data(n: int, seed: int, classes: int = K) -> tuple[torch.Tensor, torch.Tensor]:
     """Class k: a fixed random 0.3/0.7 pattern plus Gaussian noise (σ 0.1), clipped to [0, 1]."""
-    protos = (torch.rand(K, 1, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.5) * 0.4 + 0.3
+    protos = (torch.rand(classes, 1, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.5) * 0.4 + 0.3
     g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, K, (n,), generator=g)
+    y = torch.randint(0, classes, (n,), generator=g)
     x = (protos[y] + 0.1 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0.0, 1.0)
     return x, y
 
 
-@pytest.fixture(scope="module")
-def model() -> nn.Module:
+def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return toy_data(n, seed)
+
+
+def trained_mlp(n: int, classes: int = K) -> nn.Module:
+    """A 64-32-classes MLP trained (Adam, 150 full-batch steps) on n toy images; eval mode, no grads."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, K))
-    x, y = _data(400, seed=1)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, classes))
+    x, y = toy_data(n, seed=1, classes=classes)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(150):
         opt.zero_grad()
@@ -52,6 +56,11 @@ def model() -> nn.Module:
         opt.step()
     net.zero_grad(set_to_none=True)
     return net.eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return trained_mlp(400)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from mendnet.threats.adversarial import (
     robust_accuracy,
 )
 from mendnet.threats.adversarial.autoattack import summary_lines
+from tests.test_adversarial import toy_data, trained_mlp
 
 K = 10
 
@@ -36,12 +37,7 @@ def one_thread():
 
 
 def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class k: a fixed random 0.3/0.7 pattern plus Gaussian noise (σ 0.1), clipped to [0, 1]."""
-    protos = (torch.rand(K, 1, 8, 8, generator=torch.Generator().manual_seed(0)) > 0.5) * 0.4 + 0.3
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, K, (n,), generator=g)
-    x = (protos[y] + 0.1 * torch.randn(n, 1, 8, 8, generator=g)).clamp(0.0, 1.0)
-    return x, y
+    return toy_data(n, seed, classes=K)
 
 
 class Scaled(nn.Module):
@@ -58,16 +54,7 @@ class Scaled(nn.Module):
 
 @pytest.fixture(scope="module")
 def mlp() -> nn.Module:
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, K))
-    x, y = _data(600, seed=1)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    net.zero_grad(set_to_none=True)
-    return net.eval()
+    return trained_mlp(600, classes=K)
 
 
 @pytest.fixture(scope="module")
