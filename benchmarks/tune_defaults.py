@@ -47,24 +47,35 @@ MCR_RULE = (
     "the lower validation ASR; 'smallest' (the rule the methods reference first wrote down) is kept unless "
     "'middle' lowers it by more than 1 point"
 )
+# NAD again, over three tuning seeds: the single-seed choice (lr 0.02, finetune-student) left the demo's
+# backdoor on two of its three reported seeds (test-set figures, section nad_table), so this part was
+# added after reading them; it is recorded as such. The candidates exclude lr 0.01, which already fails
+# the rule's ASR bound at seed 100.
+TUNING_SEEDS = (TUNING_SEED, TUNING_SEED + 1, TUNING_SEED + 2)
+NAD_SEEDS_LRS = (0.1, 0.05, 0.045, 0.03, 0.02)
+NAD_SEEDS_RULE = (
+    "among the candidates whose validation ASR is at most 5% at every tuning seed (100, 101, 102), the "
+    "highest mean validation ACC; the paper's settings (lr 0.1, teacher finetune) are kept unless another "
+    "candidate's mean ACC is higher by more than 0.5 points"
+)
 NC_RULE = (
     "the lowest validation ASR; the paper's 1 epoch is kept unless 2 epochs lower it by more than 1 point"
 )
 
 
-def tuning_model(sets, device: torch.device) -> Artefact:
-    """The demo's backdoored model at the tuning seed, trained on the training set less the validation
+def tuning_model(sets, device: torch.device, seed: int = TUNING_SEED) -> Artefact:
+    """The demo's backdoored model at a tuning seed, trained on the training set less the validation
     images (cached)."""
-    folder = RESULTS / f"badnets-s{TUNING_SEED}"
+    folder = RESULTS / f"badnets-s{seed}"
     if (folder / "model.json").exists():
         return load_artefact(folder)
-    demo = DemoConfig(seed=TUNING_SEED)
+    demo = DemoConfig(seed=seed)
     out = train_model(
         DataRef(demo.data),
         demo.model,
         demo.train_config(),
         poison_spec=PoisonSpec(demo.attack, demo.target, demo.rate),
-        seed=TUNING_SEED,
+        seed=seed,
         device=device,
         sets=sets,
     )
@@ -72,10 +83,12 @@ def tuning_model(sets, device: torch.device) -> Artefact:
     return load_artefact(folder)
 
 
-def candidate(name: str, method: str, config: Any, art: Artefact, sets, device) -> dict[str, Any]:
-    """One candidate's validation ACC/ASR (cached under `name`)."""
+def candidate(
+    name: str, method: str, config: Any, art: Artefact, sets, device, seed: int = TUNING_SEED
+) -> dict[str, Any]:
+    """One candidate's validation ACC/ASR on the tuning model of `seed` (cached under `name`)."""
     path = RESULTS / f"{name}.json"
-    settings = as_json({"method": method, "config": asdict(config), "seed": TUNING_SEED})
+    settings = as_json({"method": method, "config": asdict(config), "seed": seed})
     cached = read_cached(path, settings)
     if cached is not None:
         return cached
@@ -84,7 +97,7 @@ def candidate(name: str, method: str, config: Any, art: Artefact, sets, device) 
         method,
         config,
         clean_fraction=DemoConfig.clean_fraction,
-        seed=TUNING_SEED,
+        seed=seed,
         device=device,
         sets=sets,
         before={k: art.metrics[k] for k in ("acc", "asr", "ra")},
@@ -139,6 +152,63 @@ def nad_part(art: Artefact, sets, device) -> list[str]:
         f"Chosen: **{pick}**.",
         "",
     ]
+    return lines
+
+
+def nad_seeds_part(art: Artefact, sets, device) -> list[str]:
+    arts = {seed: art if seed == TUNING_SEED else tuning_model(sets, device, seed) for seed in TUNING_SEEDS}
+    rows: dict[str, dict[int, dict]] = {}
+    for teacher in NAD_TEACHERS:
+        for lr in NAD_SEEDS_LRS:
+            name = f"nad-lr{lr:g}-{teacher}"
+            config = nad.Config(lr=lr, teacher_init=teacher)
+            rows[name] = {
+                seed: candidate(
+                    name if seed == TUNING_SEED else f"{name}-s{seed}",
+                    "nad",
+                    config,
+                    arts[seed],
+                    sets,
+                    device,
+                    seed,
+                )
+                for seed in TUNING_SEEDS
+            }
+    mean = {
+        n: {k: sum(r[s][k] for s in TUNING_SEEDS) / len(TUNING_SEEDS) for k in ("acc", "asr")}
+        for n, r in rows.items()
+    }
+    eligible = {n: mean[n] for n, r in rows.items() if max(r[s]["asr"] for s in TUNING_SEEDS) <= 0.05}
+    default = "nad-lr0.1-finetune"
+    if not eligible:
+        pick = "none (no candidate reaches 5% ASR at every seed)"
+    elif default in eligible:
+        pick = choose(eligible, default, "acc", 0.005, lower=False)
+    else:
+        pick = max(eligible, key=lambda n: eligible[n]["acc"])
+    backdoored = " / ".join(
+        f"{100 * arts[s].metrics['acc']:.2f} / {100 * arts[s].metrics['asr']:.2f}" for s in TUNING_SEEDS
+    )
+    seeds = ", ".join(map(str, TUNING_SEEDS))
+    lines = [
+        f"**NAD on the demo setting, tuning seeds {seeds}.** Added after the single-seed choice above left "
+        "the demo's backdoor on two of its three reported seeds (section `nad_table`, test-set figures): the "
+        "test figures prompted this run, and chose nothing in it. The backdoored models (val ACC / ASR %, "
+        f"seeds {seeds}): {backdoored}. Rule, fixed before the run: " + NAD_SEEDS_RULE + ".",
+        "",
+        "| first-phase lr | teacher | "
+        + " | ".join(f"val ACC / ASR %, seed {s}" for s in TUNING_SEEDS)
+        + " | mean ACC / ASR % |",
+        "|---|---|" + "---|" * (len(TUNING_SEEDS) + 1),
+    ]
+    for name, r in rows.items():
+        cfg = r[TUNING_SEED]["settings"]["config"]
+        cells = " | ".join(f"{100 * r[s]['acc']:.2f} / {100 * r[s]['asr']:.2f}" for s in TUNING_SEEDS)
+        lines.append(
+            f"| {cfg['lr']:g} | {cfg['teacher_init']} | {cells} | "
+            f"{100 * mean[name]['acc']:.2f} / {100 * mean[name]['asr']:.2f} |"
+        )
+    lines += ["", f"Chosen: **{pick}**.", ""]
     return lines
 
 
@@ -204,7 +274,7 @@ def mcr_part(art: Artefact, sets, device) -> list[str]:
     return lines
 
 
-PARTS = {"nad": nad_part, "nc-unlearn": nc_part, "mcr": mcr_part}
+PARTS = {"nad": nad_part, "nc-unlearn": nc_part, "mcr": mcr_part, "nad-seeds": nad_seeds_part}
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from mendnet.repair.lancet.companion import MaskSettings, backdoor_pairs, mask_c
 from mendnet.repair.lancet.features import ei_features, weight_importance
 from mendnet.repair.lancet.flip import flip_signs
 from mendnet.repair.lancet.layers import resolve_layer
-from mendnet.repair.lancet.tune import neuron_finetune
+from mendnet.repair.lancet.tune import MixedBatches, kd_loss, neuron_finetune
 
 
 def tiny_mlp() -> nn.Sequential:
@@ -126,7 +126,7 @@ def test_gradient_mask_keeps_every_other_weight_bit_identical():
     name = "net.stage2.3"
     mask = torch.rand(model.get_submodule(name).weight.shape, generator=gen) < 0.01
     cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, weight_decay=0.0, schedule="constant")
-    tuned, _ = neuron_finetune(model, name, mask, data, cfg, progress=False)
+    tuned, _ = neuron_finetune(model, name, mask, data.subset(torch.arange(32)), data, cfg, progress=False)
     before, after = model.state_dict(), tuned.state_dict()
     for key in before:  # BatchNorm statistics included
         if key != f"{name}.weight":
@@ -134,6 +134,42 @@ def test_gradient_mask_keeps_every_other_weight_bit_identical():
     changed = before[f"{name}.weight"] != after[f"{name}.weight"]
     assert changed.any()
     assert not (changed & ~mask).any()
+
+
+def test_mixed_batches_take_kd_on_the_original_rows_only():
+    """Paper §5.2: CE over N_e and N_o, KD to the original only on N_o; checked by hand on a linear model."""
+    from mendnet.data.imageset import ImageSet
+
+    gen = torch.Generator().manual_seed(3)
+    originals = ImageSet(
+        torch.randint(0, 256, (5, 1, 2, 2), dtype=torch.uint8, generator=gen),
+        torch.tensor([0, 1, 2, 0, 1]),
+        ("a", "b", "c"),
+        (0.0,),
+        (1.0,),
+    )
+    student = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    original = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    objective = MixedBatches(original, originals, weight=0.7, temperature=2.0, seed=0)
+    expected_order = torch.randperm(5, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(3, 1, 2, 2, generator=gen)
+    y = torch.tensor([2, 2, 1])
+    loss, logits = objective(student, x, y)
+    x_o = originals.float_images(expected_order[:3])
+    y_o = originals.labels[expected_order[:3]]
+    all_logits = student(torch.cat([x, x_o]))
+    by_hand = F.cross_entropy(all_logits, torch.cat([y, y_o]))
+    log_s = F.log_softmax(all_logits[3:] / 2.0, 1)
+    log_t = F.log_softmax(original(x_o) / 2.0, 1)
+    by_hand = by_hand + 0.7 * (4.0 * (log_t.exp() * (log_t - log_s)).sum(1)).mean()
+    assert torch.allclose(loss, by_hand, atol=1e-6)
+    assert torch.allclose(logits, all_logits[:3], atol=1e-6)
+    assert torch.allclose(
+        kd_loss(all_logits[3:], original(x_o), 2.0), 4.0 * (log_t.exp() * (log_t - log_s)).sum(1)
+    )
+    # the next draw finishes the first permutation, then starts a fresh one
+    assert torch.equal(objective.draw(2), expected_order[3:])
+    assert sorted(objective.draw(5).tolist()) == [0, 1, 2, 3, 4]
 
 
 def test_bad_layers_are_one_line_errors():

@@ -26,7 +26,7 @@ from mendnet.repair.lancet.flip import neuron_flip
 from mendnet.repair.lancet.layers import candidate_layers, resolve_layer
 from mendnet.repair.lancet.locate import LayerStats, Located, locate
 from mendnet.repair.lancet.source import ErrorSource, Stamp, backdoor_source, defect_source
-from mendnet.repair.lancet.tune import as_imageset, jitter, mixed_set, neuron_finetune
+from mendnet.repair.lancet.tune import as_imageset, jitter, neuron_finetune
 from mendnet.train import TrainConfig
 
 
@@ -268,13 +268,13 @@ def run_finetune(
         return RepairResult(net, {"repair": "skipped: no label flagged, model unchanged"})
     located = locate_with_progress(net, source.pairs, config, ctx.progress)
     n_e, e_info = erroneous_set(net, ctx, source, located, config.copies)
-    data = mixed_set(n_e, ctx.defender_train, ctx.seed)
     mask = config.trained_mask(located)
     tuned, history = neuron_finetune(
         net,
         located.layer,
         mask,
-        data,
+        n_e,
+        ctx.defender_train,
         config.train_config(),
         config.kd_weight,
         seed=ctx.seed,

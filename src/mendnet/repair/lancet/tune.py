@@ -4,14 +4,9 @@ docs/methods.md §4 step 8; details our choice).
 Only the layer's weights are given to the optimiser, and a gradient mask zeroes every gradient entry
 outside the EI set after each backward; with weight decay 0 (our choice, required for this) and SGD,
 every other weight stays bit-identical. BatchNorm statistics are frozen too (`FrozenStats`, our choice:
-the paper changes only the EI weights). Data: the erroneous set N_e (true labels) mixed 1:1 with N_o,
-original clean training samples; loss CE + w·KD(T = 4) to the original model's logits. `fit` does not
-tell which batch rows came from N_o, so the KD term is applied to the rows the original model
-classifies as their label (our choice): N_o's rows less the few it gets wrong, whose logits would teach
-the error. Backdoor N_e holds only erroneous rows (`repair.erroneous_set`), so there it is the paper's
-KD on N_o up to those few rows; jittered defect copies the original classifies correctly do get KD,
-towards their label. An earlier comparison with other row choices was scored on test images and chose
-nothing; no validation-split run has checked this choice yet (docs/deviations.md#ai-lancet).
+the paper changes only the EI weights). Data and loss as the paper: each step trains on a batch of the
+erroneous set N_e (true labels) and as many original clean training samples N_o (`MixedBatches`);
+the loss is CE over both + w·KD(T = 4) to the original model's logits on the N_o rows only.
 
 Differences from the paper and the authors' release: docs/deviations.md#ai-lancet.
 """
@@ -21,13 +16,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mendnet.data.imageset import ImageSet, to_uint8
+from mendnet.errors import MendnetError
 from mendnet.train import TrainConfig, TrainHistory, fit
 
 KD_TEMPERATURE = 4.0
@@ -43,23 +39,46 @@ def kd_loss(
 
 
 @dataclass
-class KDToOriginal:
-    """`LossTerm` for `fit`: weight · mean KD to the frozen original model over the rows it classifies
-    as their label (zero when there are none)."""
+class MixedBatches:
+    """`fit`'s `BatchObjective` for neuron fine-tuning (paper §5.2; docs/methods.md §4 step 8): `fit`
+    draws the batch of N_e; as many rows of N_o (`originals`) join it, in a seeded order that cycles
+    through N_o (a 1:1 mix); loss = CE over both halves + weight · KD(T) to the frozen `original`'s
+    logits on the N_o half only. The N_e half's logits count toward `fit`'s training accuracy."""
 
     original: nn.Module
+    originals: ImageSet
     weight: float = 1.0
     temperature: float = KD_TEMPERATURE
-    taps: tuple[str, ...] = ()
+    seed: int = 0
+    _generator: torch.Generator = field(init=False, repr=False)
+    _queue: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.originals) == 0:
+            raise MendnetError("neuron fine-tuning needs original clean samples (N_o), got none")
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._queue = torch.empty(0, dtype=torch.long)
+
+    def draw(self, count: int) -> torch.Tensor:
+        """The next `count` indices of N_o (a fresh seeded permutation each time N_o runs out)."""
+        while len(self._queue) < count:
+            fresh = torch.randperm(len(self.originals), generator=self._generator)
+            self._queue = torch.cat([self._queue, fresh])
+        picked, self._queue = self._queue[:count], self._queue[count:]
+        return picked
 
     def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor, features: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        picked = self.draw(len(y))
+        x_o = self.originals.float_images(picked).to(x.device)
+        y_o = self.originals.labels[picked].to(y.device)
+        logits = model(torch.cat([x, x_o]).contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(logits, torch.cat([y, y_o]))
         with torch.no_grad():
-            teacher = self.original(x)
-        keep = (teacher.argmax(1) == y).float()
-        per_row = kd_loss(logits, teacher, self.temperature)
-        return self.weight * (per_row * keep).sum() / keep.sum().clamp_min(1.0)
+            teacher = self.original(x_o)
+        kd = kd_loss(logits[len(y) :], teacher, self.temperature).mean()
+        return loss + self.weight * kd, logits[: len(y)]
 
 
 class FrozenStats(nn.Module):
@@ -90,15 +109,6 @@ def gradient_mask(param: nn.Parameter, mask: torch.Tensor) -> Callable[[nn.Modul
     return apply
 
 
-def mixed_set(erroneous: ImageSet, originals: ImageSet, seed: int) -> ImageSet:
-    """N_e and as many original samples, 1:1 (a seeded order of N_o, repeated when N_o is smaller)."""
-    order = torch.randperm(len(originals), generator=torch.Generator().manual_seed(seed))
-    pick = order.repeat(-(-len(erroneous) // len(originals)))[: len(erroneous)]
-    images = torch.cat([erroneous.images, originals.images[pick]])
-    labels = torch.cat([erroneous.labels, originals.labels[pick]])
-    return originals.with_data(images, labels)
-
-
 def as_imageset(like: ImageSet, x: torch.Tensor, y: torch.Tensor) -> ImageSet:
     """Float images in [0, 1] quantised to uint8, described like `like`."""
     return like.with_data(to_uint8(x.cpu()), y.cpu())
@@ -125,7 +135,8 @@ def neuron_finetune(
     model: nn.Module,
     layer_name: str,
     mask: torch.Tensor,
-    data: ImageSet,
+    erroneous: ImageSet,
+    originals: ImageSet,
     cfg: TrainConfig,
     kd_weight: float = 1.0,
     *,
@@ -134,8 +145,9 @@ def neuron_finetune(
     progress: bool = True,
 ) -> tuple[nn.Module, TrainHistory]:
     """A copy of `model` whose weights of `layer_name` inside the bool `mask` (its weight shape) are
-    fine-tuned on `data` (N_e ∪ N_o, see `mixed_set`) with CE + KD to `model`; nothing else changes.
-    cfg must have weight_decay 0 (else decay would move the masked weights)."""
+    fine-tuned on N_e (`erroneous`) mixed 1:1 with N_o (`originals`), CE + KD to `model` on N_o
+    (`MixedBatches`); nothing else changes. cfg.batch_size counts both halves; cfg must have
+    weight_decay 0 (else decay would move the masked weights)."""
     if cfg.weight_decay != 0:
         raise ValueError("neuron fine-tuning needs weight decay 0 to keep the other weights fixed")
     original = copy.deepcopy(model).to(device).eval()
@@ -144,9 +156,9 @@ def neuron_finetune(
     param = tuned.get_submodule(layer_name).weight
     history = fit(
         FrozenStats(tuned),
-        data,
-        cfg,
-        extra_loss=KDToOriginal(original, kd_weight),
+        erroneous,
+        replace(cfg, batch_size=max(1, cfg.batch_size // 2)),
+        objective=MixedBatches(original, originals, kd_weight, seed=seed),
         params=[param],
         after_backward=gradient_mask(param, mask),
         seed=seed,
