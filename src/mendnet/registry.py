@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mendnet.repair import fineprune, finetune, mcr, nad, neural_cleanse
+from mendnet.repair import fineprune, finetune, fst, mcr, nad, neural_cleanse
 from mendnet.repair.lancet import repair as lancet
 from mendnet.robust import agkd_bml, fgsm_rs, pgd_at, robust_kd, shafahi_kd, trades
 
@@ -28,6 +28,12 @@ REPAIRS: dict[str, Method] = {
         "fine-tune all layers on defender data (baseline)",
         finetune.Config,
         finetune.run,
+    ),
+    "fst": Method(
+        "fst",
+        "Feature Shift Tuning: re-initialise the head, fine-tune away from it (Min et al., NeurIPS 2023)",
+        fst.Config,
+        fst.run,
     ),
     "nad": Method("nad", "Neural Attention Distillation (Li et al., ICLR 2021)", nad.Config, nad.run),
     "fineprune": Method(

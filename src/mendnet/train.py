@@ -167,6 +167,7 @@ def fit(
     objective: BatchObjective | None = None,
     params: list[nn.Parameter] | None = None,
     after_backward: Callable[[nn.Module], None] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
@@ -176,7 +177,8 @@ def fit(
     (the batch's whole loss, e.g. on adversarial examples; not combined with `extra_loss`).
 
     params: the parameters to optimise (default: all). after_backward: called after each backward,
-    before the optimiser step (e.g. to mask gradients). The model ends in eval mode.
+    before the optimiser step (e.g. to mask gradients). after_step: called after each optimiser step
+    (e.g. to project weights back onto a constraint). The model ends in eval mode.
     """
     if len(data) == 0:
         raise MendnetError("cannot train on an empty data set")
@@ -224,6 +226,8 @@ def fit(
                 if after_backward is not None:
                     after_backward(model)
                 opt.step()
+                if after_step is not None:
+                    after_step(model)
                 sched.step()
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()

@@ -53,6 +53,11 @@ class Config:
     5 · patience). λ starts at `init_cost` (docs/methods.md; the authors' release starts at 0 and sets it
     after `patience` successful epochs). cost_multiplier: λ's factor up; down is its power 1.5.
     threshold: anomaly index above which a label below the median norm is flagged.
+    focus: 0 (default, the paper): every label runs until it stops. n > 0 (`mendnet mend`'s scan, ours
+    after K-Arm's idea of spending the budget on likely targets, Shen et al., ICML 2021): after
+    `focus_after` epochs only the n labels with the smallest norms so far (labels that reached the
+    success threshold first) go on; the others stop there, so their norms are upper bounds of what a
+    full run would reach.
     """
 
     epochs: int = 60
@@ -65,6 +70,8 @@ class Config:
     cost_multiplier: float = 2.0
     early_stop_patience: int = 25
     threshold: float = ANOMALY_THRESHOLD
+    focus: int = 0
+    focus_after: int = 10
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batches_per_epoch", "batch_size", "patience", "early_stop_patience"):
@@ -80,6 +87,10 @@ class Config:
             )
         if not (self.cost_multiplier > 1 and math.isfinite(self.cost_multiplier)):
             raise MendnetError(f"neural cleanse: cost multiplier must be > 1, got {self.cost_multiplier}")
+        if self.focus < 0 or self.focus_after < 1:
+            raise MendnetError(
+                f"neural cleanse: focus must be ≥ 0 and focus_after ≥ 1, got {self.focus}, {self.focus_after}"
+            )
 
 
 def unit_from_param(param: torch.Tensor) -> torch.Tensor:
@@ -146,11 +157,26 @@ class CostSchedule:
 
 @dataclass(frozen=True)
 class ReversalLog:
-    """How the reverse engineering ran: epochs per label, final λ per label, wall-clock seconds."""
+    """How the reverse engineering ran: epochs per label, final λ per label, wall-clock seconds, and the
+    labels stopped by `Config.focus` (their norms are upper bounds)."""
 
     epochs: list[int]
     final_cost: list[float]
     seconds: float
+    stopped_by_focus: list[int]
+
+
+def focus_stop(schedule: CostSchedule, best: torch.Tensor, current: torch.Tensor, keep: int) -> list[int]:
+    """Mark every running label done except the `keep` with the smallest norms (a label that reached the
+    success threshold ranks by its best norm, before every label that has not, which ranks by its
+    current mask's norm); returns the labels stopped here."""
+    running = torch.nonzero(~schedule.done).flatten()
+    reached = torch.isfinite(best[running])
+    rank_key = torch.where(reached, best[running], current[running] + current.abs().max() + 1)
+    order = running[torch.argsort(rank_key, stable=True)]
+    stop = order[keep:]
+    schedule.done[stop] = True
+    return sorted(stop.tolist())
 
 
 def endless_batches(
@@ -192,10 +218,13 @@ def reverse_engineer(
     best_norms = torch.full((k,), math.inf)
     epochs_run = torch.zeros(k, dtype=torch.long)
     batches = endless_batches(data, config.batch_size, gen, device)
+    stopped: list[int] = []
     start = time.perf_counter()
     with progress_bar(progress) as bar:
         task = bar.add_task("neural cleanse", total=config.epochs, info="")
-        for _ in range(config.epochs):
+        for epoch in range(config.epochs):
+            if config.focus and epoch == config.focus_after:
+                stopped = focus_stop(schedule, best_norms, best_masks.sum((1, 2)), config.focus)
             labels = torch.nonzero(~schedule.done).flatten()
             if len(labels) == 0:
                 break
@@ -239,5 +268,5 @@ def reverse_engineer(
     reached = torch.isfinite(best_norms)
     norms = torch.where(reached, best_norms, best_masks.sum((1, 2)))
     triggers = ReversedTriggers(best_masks, best_patterns, norms, reached)
-    log = ReversalLog(epochs_run.tolist(), schedule.cost.tolist(), time.perf_counter() - start)
+    log = ReversalLog(epochs_run.tolist(), schedule.cost.tolist(), time.perf_counter() - start, stopped)
     return triggers, log

@@ -1,0 +1,230 @@
+"""`mend`: repair a model whose attack is unknown from clean defender data alone (docs/methods.md §10).
+
+1. The clean images are split (seeded) into a repair part and mend's validation part (`val_share`).
+2. Scan: every label's trigger is reversed on the repair part (`scan.scan`).
+3. Each candidate repair runs on the repair part only (its own 10% held out for the method's rules).
+4. The untouched model and every candidate are scored on the validation part only (`decide.Score`),
+   and `decide.decide` keeps one.
+
+Nothing here reads a test set or a recorded trigger; the output records every score and the seconds of
+each step. Differences from the paper and the authors' release: docs/deviations.md#mend.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mendnet.data.imageset import ImageSet
+from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.detect.reversed_trigger import TRIGGER_FILE, ReversedTriggers
+from mendnet.errors import MendnetError
+from mendnet.evaluate import accuracy, predict
+from mendnet.mend.decide import ORIGINAL, Decision, Rule, Score, decide
+from mendnet.mend.scan import Scan, scan
+from mendnet.models import Classifier
+from mendnet.registry import REPAIRS
+from mendnet.repair import nad, neural_cleanse
+from mendnet.repair.context import RepairContext
+
+DEFAULT_CANDIDATES = ("fst", "nad", "lancet-finetune", "fineprune")
+
+MIN_PART_IMAGES = 50
+
+
+@dataclass(frozen=True)
+class MendConfig:
+    """candidates: registered repairs to try (default FST, NAD, AI-Lancet fine-tuning, fine-pruning).
+    val_share: the fraction of the clean images kept for mend's validation part. scan_epochs, focus,
+    focus_after: the scan's Neural Cleanse reversal (`detect.neural_cleanse.Config`; the other settings
+    are its defaults). rule: the selection rule (`decide.Rule`). nad_lr, nad_teacher: NAD's candidate
+    settings (docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's)."""
+
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    val_share: float = 0.2
+    scan_epochs: int = 60
+    focus: int = 3
+    focus_after: int = 10
+    rule: Rule = field(default_factory=Rule)
+    nad_lr: float = 0.02
+    nad_teacher: str = "finetune-student"
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.candidates if c not in REPAIRS]
+        if unknown:
+            raise MendnetError(f"mend: unknown candidate {', '.join(unknown)}; known: {', '.join(REPAIRS)}")
+        if not self.candidates:
+            raise MendnetError("mend: give at least one candidate repair")
+        if not 0 < self.val_share < 1:
+            raise MendnetError(f"mend: val_share must lie in (0, 1), got {self.val_share}")
+        self.scan_config()
+
+    def scan_config(self) -> NCConfig:
+        return NCConfig(epochs=self.scan_epochs, focus=self.focus, focus_after=self.focus_after)
+
+    def candidate_config(self, name: str, trigger_file: Path, label: int) -> Any:
+        """The config mend runs candidate `name` with: the method's defaults, NAD's validation-chosen
+        settings, and the scan's trigger for the methods that need one."""
+        if name == "nad":
+            return nad.Config(lr=self.nad_lr, teacher_init=self.nad_teacher)
+        if name in ("lancet-finetune", "lancet-flip"):
+            return REPAIRS[name].config(trigger=str(trigger_file), label=label)
+        if name == "neural-cleanse":
+            return neural_cleanse.Config(trigger=str(trigger_file))
+        return REPAIRS[name].config()
+
+
+@dataclass
+class MendResult:
+    """The kept model, the decision, every score, the scan, the candidates' records and the seconds of
+    each step (JSON-able except `model` and `scan`)."""
+
+    model: Classifier
+    decision: Decision
+    scores: list[Score]
+    scan: Scan
+    candidates: dict[str, dict[str, Any]]
+    seconds: dict[str, float]
+    parts: dict[str, int]
+
+    def record(self) -> dict[str, Any]:
+        """What model.json and the report keep of the run."""
+        return {
+            "chosen": self.decision.chosen,
+            "reason": self.decision.reason,
+            "qualified": self.decision.qualified,
+            "flagged": self.scan.flagged,
+            "suspects": self.scan.suspects,
+            "scan": {
+                "norms": [float(n) for n in self.scan.triggers.norms],
+                "anomaly_index": [
+                    float(a) if torch.isfinite(a) else None for a in self.scan.triggers.anomaly_index()
+                ],
+                "epochs": self.scan.log.epochs,
+                "stopped_by_focus": self.scan.log.stopped_by_focus,
+            },
+            "scores": [
+                {
+                    "name": s.name,
+                    "acc": s.acc,
+                    "proxy": {str(k): v for k, v in s.proxy.items()},
+                    "worst": s.worst,
+                }
+                for s in self.scores
+            ],
+            "candidates": self.candidates,
+            "seconds": self.seconds,
+            "parts": self.parts,
+        }
+
+
+def split_parts(clean: ImageSet, val_share: float, seed: int) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """(repair train, repair val, mend val): a seeded share `val_share` for mend's validation, the rest
+    split 90/10 for the candidates (their methods' own held-out rules)."""
+    perm = torch.randperm(len(clean), generator=torch.Generator().manual_seed(seed))
+    n_val = round(val_share * len(clean))
+    rest = perm[n_val:]
+    n_repair_val = max(1, round(0.1 * len(rest)))
+    parts = (rest[n_repair_val:], rest[:n_repair_val], perm[:n_val])
+    if min(len(parts[0]), len(parts[2])) < MIN_PART_IMAGES:
+        raise MendnetError(
+            f"mend needs at least {MIN_PART_IMAGES} images in its repair and validation parts; {len(clean)} "
+            f"clean images at val_share {val_share} give {len(parts[0])} and {len(parts[2])}: bring more"
+        )
+    return tuple(clean.subset(p.sort().values) for p in parts)  # type: ignore[return-value]
+
+
+def proxy_asr(
+    model: Classifier,
+    triggers: ReversedTriggers,
+    labels: list[int],
+    val: ImageSet,
+    device: torch.device | str,
+) -> dict[int, float]:
+    """For each label s: the share of `val` images whose label is not s that s's reversed trigger sends
+    to s (fractions)."""
+    out = {}
+    for s in labels:
+        others = val.subset(torch.nonzero(val.labels != s).flatten())
+        target = torch.full((1,), s, dtype=torch.long)
+
+        def stamp(x: torch.Tensor, s_: torch.Tensor = target) -> torch.Tensor:
+            return triggers.stamp(x, s_.to(x.device).expand(len(x)))
+
+        preds = predict(model, others, transform=stamp, device=device)
+        out[s] = float((preds == s).float().mean()) if len(preds) else 0.0
+    return out
+
+
+def mend(
+    model: Classifier,
+    clean: ImageSet,
+    config: MendConfig = MendConfig(),
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    say: Callable[[str], None] = lambda _: None,
+) -> MendResult:
+    """Scan, repair, score and decide (module docstring); `model` is not changed. `say` receives one
+    line per step (progress for logs)."""
+    if len(clean) and clean.num_classes != model.spec.num_classes:
+        raise MendnetError(
+            f"model outputs {model.spec.num_classes} classes, the clean data has {clean.num_classes}"
+        )
+    r_train, r_val, m_val = split_parts(clean, config.val_share, seed)
+    parts = {"repair_train": len(r_train), "repair_val": len(r_val), "mend_val": len(m_val)}
+    net = copy.deepcopy(model).to(device).eval()
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    say(f"mend: scanning {model.spec.num_classes} labels on {len(r_train) + len(r_val)} repair images")
+    repair_part = r_train.with_data(
+        torch.cat([r_train.images, r_val.images]), torch.cat([r_train.labels, r_val.labels])
+    )
+    found = scan(net, repair_part, config.scan_config(), seed=seed, device=device, progress=progress)
+    seconds["scan"] = time.perf_counter() - start
+    say(
+        f"mend: scan done in {seconds['scan']:.0f} s; flagged {found.flagged or 'none'}, "
+        f"suspects {found.suspects}"
+    )
+    ctx = RepairContext(r_train, r_val, device=device, seed=seed, progress=progress)
+    models: dict[str, Classifier] = {}
+    records: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        trigger_file = Path(tmp) / TRIGGER_FILE
+        trigger_file.write_bytes(found.triggers.to_bytes())
+        for name in config.candidates:
+            cfg = config.candidate_config(name, trigger_file, found.suspects[0])
+            say(f"mend: candidate {name}")
+            t = time.perf_counter()
+            try:
+                result = REPAIRS[name].run(net, ctx, cfg)
+            except MendnetError as e:
+                seconds[name] = time.perf_counter() - t
+                records[name] = {"error": str(e)}
+                say(f"mend: candidate {name} could not run: {e}")
+                continue
+            seconds[name] = time.perf_counter() - t
+            models[name] = result.model.to(device).eval()
+            records[name] = {"info": {k: v for k, v in result.info.items() if k != "changed_indices"}}
+            say(f"mend: candidate {name} done in {seconds[name]:.0f} s")
+    t = time.perf_counter()
+    scores = [
+        Score(
+            n, accuracy(m, m_val, device=device), proxy_asr(m, found.triggers, found.suspects, m_val, device)
+        )
+        for n, m in [(ORIGINAL, net), *models.items()]
+    ]
+    seconds["scoring"] = time.perf_counter() - t
+    decision = decide(scores[0], scores[1:], bool(found.flagged), config.rule)
+    seconds["total"] = time.perf_counter() - start
+    say(f"mend: {decision.reason}")
+    kept = net if decision.chosen == ORIGINAL else models[decision.chosen]
+    return MendResult(kept.cpu(), decision, scores, found, records, seconds, parts)

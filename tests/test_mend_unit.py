@@ -1,0 +1,101 @@
+"""Mend's rule, parts and scan focus on small inputs (the real-data tests are in test_mend.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mendnet.data.imageset import ImageSet
+from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.detect.neural_cleanse import CostSchedule, focus_stop
+from mendnet.errors import MendnetError
+from mendnet.mend.decide import ORIGINAL, Rule, Score, decide
+from mendnet.mend.run import MendConfig, mend, split_parts
+from mendnet.models import ModelSpec, build_classifier
+
+
+def score(name: str, acc: float, worst: float) -> Score:
+    return Score(name, acc, {0: worst})
+
+
+def test_flagged_model_takes_the_lowest_proxy_within_one_point_of_the_best_accuracy():
+    original = score(ORIGINAL, 0.91, 1.0)
+    candidates = [score("a", 0.905, 0.05), score("b", 0.89, 0.01), score("c", 0.908, 0.05)]
+    d = decide(original, candidates, flagged=True)
+    # b is 2 points below the best (0.91): out; a and c tie on the proxy, c has the higher accuracy
+    assert d.chosen == "c" and d.qualified == ["a", "c"]
+
+
+def test_unflagged_model_keeps_candidates_within_half_a_point_of_itself():
+    original = score(ORIGINAL, 0.91, 0.99)
+    d = decide(original, [score("a", 0.903, 0.10), score("b", 0.906, 0.50)], flagged=False)
+    assert d.chosen == "b" and d.qualified == ["b"]
+
+
+def test_the_model_is_kept_without_a_large_enough_gain_or_a_qualifying_candidate():
+    original = score(ORIGINAL, 0.91, 0.30)
+    assert decide(original, [score("a", 0.91, 0.25)], flagged=False).chosen == ORIGINAL
+    kept = decide(original, [score("a", 0.80, 0.0)], flagged=True)
+    assert kept.chosen == ORIGINAL and kept.qualified == [] and "no candidate" in kept.reason
+    assert decide(original, [score("a", 0.91, 0.20)], flagged=False, rule=Rule(min_gain=0.1)).chosen == "a"
+
+
+def test_parts_are_disjoint_seeded_and_cover_the_clean_images():
+    # each image's label is its index, to check that the parts are disjoint and cover the set
+    ids = ImageSet(
+        torch.zeros(1000, 1, 2, 2, dtype=torch.uint8),
+        torch.arange(1000),
+        tuple(map(str, range(1000))),
+        (0.5,),
+        (0.5,),
+    )
+    a, b, c = split_parts(ids, 0.2, seed=3)
+    assert (len(a), len(b), len(c)) == (720, 80, 200)
+    drawn = torch.cat([a.labels, b.labels, c.labels])
+    assert sorted(drawn.tolist()) == list(range(1000))
+    again = split_parts(ids, 0.2, seed=3)
+    assert all(torch.equal(x.labels, y.labels) for x, y in zip((a, b, c), again, strict=True))
+    with pytest.raises(MendnetError, match="at least"):
+        split_parts(ids.subset(torch.arange(40)), 0.2, seed=0)
+
+
+def test_focus_keeps_the_smallest_norms_reached_labels_first():
+    schedule = CostSchedule.start(5, 1e-3)
+    best = torch.tensor([float("inf"), 9.0, 3.0, float("inf"), 12.0])
+    current = torch.tensor([1.0, 9.0, 3.0, 2.0, 12.0])
+    stopped = focus_stop(schedule, best, current, keep=3)
+    # reached labels 2 (3.0), 1 (9.0), 4 (12.0) rank before the unreached 0 and 3, whatever their size
+    assert stopped == [0, 3]
+    assert schedule.done.tolist() == [True, False, False, True, False]
+    with pytest.raises(MendnetError, match="focus"):
+        NCConfig(focus=-1)
+
+
+def test_mend_runs_end_to_end_and_records_every_step():
+    """A toy run (random images, an untrained small CNN): every candidate runs or records why not, the
+    decision names a scored model, and the input model is unchanged."""
+    torch.manual_seed(0)
+    model = build_classifier(ModelSpec("small-cnn", 10, (1, 28, 28), (0.5,), (0.5,)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8, generator=gen)
+    clean = ImageSet(images, torch.arange(300) % 10, tuple("abcdefghij"), (0.5,), (0.5,))
+    cfg = MendConfig(
+        candidates=("fst", "fineprune", "lancet-finetune"), scan_epochs=3, focus=2, focus_after=1
+    )
+    lines: list[str] = []
+    out = mend(model, clean, cfg, progress=False, say=lines.append)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert out.parts == {"repair_train": 216, "repair_val": 24, "mend_val": 60}
+    assert {s.name for s in out.scores} >= {ORIGINAL, "fst", "fineprune"}
+    assert out.decision.chosen in {s.name for s in out.scores}
+    assert set(out.candidates) == {"fst", "fineprune", "lancet-finetune"}
+    assert len(out.scan.log.stopped_by_focus) == 8
+    record = out.record()
+    assert record["chosen"] == out.decision.chosen and set(record["seconds"]) >= {
+        "scan",
+        "fst",
+        "scoring",
+        "total",
+    }
+    assert any("scan done" in line for line in lines)
