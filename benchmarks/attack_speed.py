@@ -26,8 +26,9 @@ from docs_section import DOC, write_section
 
 from mendnet.artefact import load_artefact
 from mendnet.data.catalog import load_dataset
+from mendnet.data.ref import DataRef
 from mendnet.device import resolve_device
-from mendnet.jobs import DataRef, train_model
+from mendnet.jobs.train import train_model
 from mendnet.threats.adversarial import PGD
 from mendnet.train import TrainConfig
 

@@ -32,11 +32,13 @@ from pathlib import Path
 import torch
 from docs_section import DOC, write_section
 
+from mendnet.data.ref import DataRef
 from mendnet.demo import DemoConfig
 from mendnet.device import resolve_device
 from mendnet.evaluate import accuracy, backdoor_metrics
-from mendnet.jobs import DataRef, PoisonSpec, TrainOutcome, backdoor_test_for, threat_of, train_model
+from mendnet.jobs.train import TrainOutcome, train_model
 from mendnet.models import Classifier
+from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for, threat_of
 
 ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 QUICK_PARAMS = {"trojan": (("steps", 100), ("images", 16)), "cl": (("steps", 10),)}

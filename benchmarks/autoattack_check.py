@@ -27,10 +27,11 @@ from pathlib import Path
 import torch
 
 from mendnet.artefact import load_artefact
-from mendnet.cli_config import parse_number
+from mendnet.cli.config import parse_number
 from mendnet.data.catalog import load_dataset
+from mendnet.data.ref import data_of
 from mendnet.device import resolve_device
-from mendnet.jobs import check_fits, data_of
+from mendnet.models import check_fits
 from mendnet.threats.adversarial import make_attack, robust_accuracy
 from mendnet.threats.adversarial.autoattack import PACKAGE_NORM, VERSIONS
 

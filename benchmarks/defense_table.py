@@ -39,12 +39,16 @@ from docs_section import DOC, write_section
 from result_cache import as_json, read_cached
 
 from mendnet.artefact import Artefact, atomic_write_json, load_artefact, save_artefact
+from mendnet.data.ref import DataRef
 from mendnet.demo import DemoConfig
 from mendnet.detect.neural_cleanse import Config as DetectConfig
 from mendnet.device import resolve_device
-from mendnet.jobs import DataRef, PoisonSpec, detect_artefact, repair_model, train_model
+from mendnet.jobs.detect import detect_artefact
+from mendnet.jobs.repair import repair_model
+from mendnet.jobs.train import train_model
 from mendnet.registry import REPAIRS
 from mendnet.repair import nad
+from mendnet.threats.backdoor.spec import PoisonSpec
 
 ATTACKS = ("badnets", "blend", "trojan", "sig", "cl", "refool")
 COLUMNS = ("finetune", "fineprune", "mcr", "neural-cleanse", "nad")

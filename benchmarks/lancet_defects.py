@@ -52,12 +52,15 @@ from result_cache import as_json, read_cached, write_cached
 from mendnet.artefact import Artefact
 from mendnet.data.defender import defender_sets
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import DataRef
 from mendnet.detect import neural_cleanse as nc
 from mendnet.detect.reversed_trigger import TRIGGER_FILE
 from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
 from mendnet.evaluate import predict
-from mendnet.jobs import DataRef, PoisonSpec, defender_of, repair_model, train_model
+from mendnet.jobs.defender import defender_of
+from mendnet.jobs.repair import repair_model
+from mendnet.jobs.train import train_model
 from mendnet.models import Classifier
 from mendnet.repair.lancet.companion import mask_companions
 from mendnet.repair.lancet.locate import Located
@@ -68,6 +71,7 @@ from mendnet.repair.lancet.repair import (
     locate_with_progress,
 )
 from mendnet.repair.lancet.tune import MixedBatches, neuron_finetune
+from mendnet.threats.backdoor.spec import PoisonSpec
 from mendnet.train import TrainConfig, fit
 
 ATTACKS = ("badnets", "trojan", "blend")
@@ -304,7 +308,7 @@ def backdoor(
     )
     art = Artefact(out.model, out.meta, out.metrics, None)
     train = sets[0]
-    from mendnet.jobs import threat_of
+    from mendnet.threats.backdoor.spec import threat_of
 
     d_train, _ = defender_sets(train, defender_of(threat_of(out.meta), len(train), 0.05, seed))
     ncfg = replace(nc.Config(), epochs=setting.nc_epochs)

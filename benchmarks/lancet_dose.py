@@ -29,9 +29,9 @@ from docs_section import write_section
 from lancet_defects import FULL, defect_scores, defect_setup, pct, random_mask, say, tuned_scores
 from result_cache import as_json, read_cached, write_cached
 
+from mendnet.data.ref import DataRef
 from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
-from mendnet.jobs import DataRef
 from mendnet.repair.lancet.repair import FinetuneConfig
 
 RESULTS = Path(__file__).resolve().parent.parent / "runs" / "lancet_dose"

@@ -38,8 +38,8 @@ from result_cache import as_json, read_cached, write_cached
 
 from mendnet.artefact import load_artefact, save_artefact
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import DataRef
 from mendnet.device import resolve_device
-from mendnet.jobs import DataRef
 from mendnet.models import Classifier
 from mendnet.registry import ROBUSTIFIERS
 from mendnet.robust.context import RobustContext, Schedule

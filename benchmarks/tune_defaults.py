@@ -13,6 +13,7 @@ validation figures are cached as JSON beside it, so a stopped run resumes.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,12 +24,21 @@ from docs_section import DOC, write_section
 from result_cache import as_json, read_cached, write_cached
 
 from mendnet.artefact import Artefact, load_artefact, save_artefact, write_files
+from mendnet.data.ref import DataRef
 from mendnet.data.tuning import TUNING_SEED, VALIDATION_IMAGES, carve_validation
 from mendnet.demo import DemoConfig
 from mendnet.detect.neural_cleanse import Config as DetectConfig
+from mendnet.detect.neural_cleanse import reverse_engineer
+from mendnet.detect.reversed_trigger import TRIGGER_FILE, ReversedTriggers
 from mendnet.device import resolve_device
-from mendnet.jobs import DataRef, PoisonSpec, detect_artefact, repair_model, train_model
+from mendnet.evaluate import backdoor_metrics
+from mendnet.jobs.defender import defender_data
+from mendnet.jobs.detect import detect_artefact
+from mendnet.jobs.repair import repair_model
+from mendnet.jobs.train import train_model
+from mendnet.mend.run import MendConfig, mend
 from mendnet.repair import mcr, nad, neural_cleanse
+from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for
 
 RESULTS = Path("runs/tune_defaults")
 
@@ -274,7 +284,91 @@ def mcr_part(art: Artefact, sets, device) -> list[str]:
     return lines
 
 
-PARTS = {"nad": nad_part, "nc-unlearn": nc_part, "mcr": mcr_part, "nad-seeds": nad_seeds_part}
+def mend_part(art: Artefact, sets, device) -> list[str]:
+    """Mend (docs/methods.md §10) on the three tuning models, its rule fixed before this run: the kept
+    model's validation ACC/ASR. Chooses nothing; a check of the procedure before any test-set table. Plus
+    the scan's focus against the full reversal on seed 100's defender data (cached in nc-trigger)."""
+    rows = {}
+    for seed in TUNING_SEEDS:
+        model = art if seed == TUNING_SEED else tuning_model(sets, device, seed)
+        path = RESULTS / f"mend-s{seed}.json"
+        settings = as_json({"mend": asdict(MendConfig()), "seed": seed})
+        cached = read_cached(path, settings)
+        if cached is None:
+            data = defender_data(model, DemoConfig.clean_fraction, seed, sets)
+            clean = data.d_train.with_data(
+                torch.cat([data.d_train.images, data.d_val.images]),
+                torch.cat([data.d_train.labels, data.d_val.labels]),
+            )
+            result = mend(model.model, clean, MendConfig(), seed=seed, device=device, say=print)
+            val = sets[1]
+            after = backdoor_metrics(result.model, val, backdoor_test_for(data.threat, val), device=device)
+            write_cached(path, settings, record=result.record(), after=after, before=model.metrics)
+            cached = read_cached(path, settings)
+        rows[seed] = cached
+    trigger = reversed_trigger(art, sets, device)
+    full = ReversedTriggers.load(trigger / TRIGGER_FILE)
+    focus_path = RESULTS / "scan-focus-s100.json"
+    focus_cfg = MendConfig().scan_config()
+    focus_settings = as_json({"scan": asdict(focus_cfg), "seed": TUNING_SEED})
+    focus = read_cached(focus_path, focus_settings)
+    if focus is None:
+        data = defender_data(art, DemoConfig.clean_fraction, TUNING_SEED, sets)
+        found, log = reverse_engineer(art.model, data.d_train, focus_cfg, seed=TUNING_SEED, device=device)
+        write_cached(
+            focus_path,
+            focus_settings,
+            norms=found.norms.tolist(),
+            flagged=found.flagged(),
+            seconds=log.seconds,
+            stopped=log.stopped_by_focus,
+        )
+        focus = read_cached(focus_path, focus_settings)
+    full_seconds = json.loads((trigger / "detect.json").read_text()).get("seconds")
+    lines = [
+        "**Mend on the tuning models** (docs/methods.md §10, its rule fixed before this run; chooses "
+        "nothing). Clean data: the 5% defender split; validation ACC / ASR % on the carved images.",
+        "",
+        "| tuning seed | backdoored | kept | flagged | val ACC / ASR % before | after | mend seconds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for seed, r in rows.items():
+        rec, before, after = r["record"], r["before"], r["after"]
+        lines.append(
+            f"| {seed} | badnets | {rec['chosen']} | {', '.join(map(str, rec['flagged'])) or 'none'} | "
+            f"{100 * before['acc']:.2f} / {100 * before['asr']:.2f} | {100 * after['acc']:.2f} / "
+            f"{100 * after['asr']:.2f} | {rec['seconds']['total']:.0f} |"
+        )
+    lines += ["", "Candidates' scores on mend's own validation part (ACC / worst proxy ASR %):", ""]
+    for seed, r in rows.items():
+        cells = "; ".join(
+            f"{s['name']} {100 * s['acc']:.2f} / {100 * s['worst']:.2f}" for s in r["record"]["scores"]
+        )
+        lines.append(f"- seed {seed}: {cells}. {r['record']['reason']}.")
+    lines += [
+        "",
+        f"**Scan focus against the full reversal** (seed {TUNING_SEED}, the same defender images): full "
+        f"flags {full.flagged() or 'none'}, focus flags {focus['flagged'] or 'none'}; seconds "
+        f"{full_seconds if full_seconds is None else round(full_seconds)} (full, an earlier run) against "
+        f"{focus['seconds']:.0f} (focus).",
+        "",
+        "| label | full ‖m‖₁ | focus ‖m‖₁ |",
+        "|---|---|---|",
+    ]
+    for k, (a, b) in enumerate(zip(full.norms.tolist(), focus["norms"], strict=True)):
+        stopped = " (stopped)" if k in focus["stopped"] else ""
+        lines.append(f"| {k} | {a:.1f} | {b:.1f}{stopped} |")
+    lines.append("")
+    return lines
+
+
+PARTS = {
+    "nad": nad_part,
+    "nc-unlearn": nc_part,
+    "mcr": mcr_part,
+    "nad-seeds": nad_seeds_part,
+    "mend": mend_part,
+}
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ BACKDOOR_EPOCHS = 2
 @pytest.fixture(scope="session")
 def fmnist():
     """(train, test) Fashion-MNIST; `make setup` installs it (Debian package dataset-fashion-mnist)."""
-    from mendnet.jobs import DataRef
+    from mendnet.data.ref import DataRef
 
     return DataRef("fashion-mnist").load()
 
@@ -30,7 +30,9 @@ def fmnist():
 def backdoored(fmnist):
     """An Artefact of a genuinely backdoored WRN-16-1 (not saved to disk) and its data sets."""
     from mendnet.artefact import Artefact
-    from mendnet.jobs import DataRef, PoisonSpec, train_model
+    from mendnet.data.ref import DataRef
+    from mendnet.jobs.train import train_model
+    from mendnet.threats.backdoor.spec import PoisonSpec
     from mendnet.train import TrainConfig
 
     torch.manual_seed(0)
@@ -51,7 +53,7 @@ def backdoored(fmnist):
 def nad_repaired(backdoored, fmnist):
     """The `backdoored` model repaired by NAD (a RepairOutcome): paper defaults except the first-phase lr
     (0.05; the demo: 0.02) and a shorter run (10 epochs). Shared by the repair and audit tests."""
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
     from mendnet.repair import nad
 
     cfg = nad.Config(epochs=10, lr=0.05)
@@ -64,7 +66,8 @@ def nad_repaired(backdoored, fmnist):
 def clean_small_cnn(fmnist):
     """A clean (not poisoned) small CNN on a 12,000-image Fashion-MNIST subset, 2 epochs (~85% ACC)."""
     from mendnet.artefact import Artefact
-    from mendnet.jobs import DataRef, train_model
+    from mendnet.data.ref import DataRef
+    from mendnet.jobs.train import train_model
     from mendnet.train import TrainConfig
 
     cfg = TrainConfig(epochs=2, batch_size=128, lr=0.05, nesterov=True)

@@ -22,7 +22,7 @@ from mendnet.artefact import load_artefact as cli_load_artefact
 from mendnet.audit import AuditConfig
 from mendnet.data.readers import channel_mean_std
 from mendnet.errors import MendnetError
-from mendnet.jobs import repair_model
+from mendnet.jobs.repair import repair_model
 from mendnet.models import build_classifier
 from mendnet.repair import fineprune, finetune, nad
 from mendnet.threats.adversarial import FGSM, PGDLinf

@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mendnet.audit import AuditConfig, audit_model, load_audit_model
+from mendnet.audit import AuditConfig, audit_model
 from mendnet.cli import main
 from mendnet.errors import MendnetError
+from mendnet.jobs.load import load_model
 from mendnet.report.html import Figure, Section, Table, html_page
 
 # Neural Cleanse as in tests/test_neural_cleanse.py (10 epochs of 10 batches of 12: it flags the backdoor's
@@ -87,12 +88,12 @@ def test_audit_files(backdoored_audit):
 
 def test_load_model_forms(backdoored, tmp_path):
     from mendnet.artefact import save_artefact
-    from mendnet.jobs import DataRef
+    from mendnet.data.ref import DataRef
 
     save_artefact(tmp_path / "art", backdoored.model, backdoored.meta, backdoored.metrics)
     weights = tmp_path / "art" / "model.safetensors"
     ref = DataRef("fashion-mnist")
-    from_weights = load_audit_model(str(weights), "wrn-16-1", ref)
+    from_weights = load_model(str(weights), "wrn-16-1", ref)
     x = torch.rand(4, 1, 28, 28)
     with torch.inference_mode():  # equal up to float rounding (the artefact is loaded channels_last)
         assert torch.allclose(from_weights.model(x), backdoored.model.cpu().eval()(x), atol=1e-5)
@@ -106,15 +107,18 @@ def test_load_model_forms(backdoored, tmp_path):
         f"    net.load_state_dict(load_file({str(weights)!r}))\n"
         "    return net\n"
     )
-    from_factory = load_audit_model(f"{factory}:make", None, ref)
+    from_factory = load_model(f"{factory}:make", None, ref)
     with torch.inference_mode():
         assert torch.allclose(from_factory.model(x), backdoored.model(x), atol=1e-5)
+    assert load_model(str(weights)).path == tmp_path / "art"  # a file of an artefact, without --arch
+    bare = tmp_path / "net.safetensors"
+    bare.write_bytes(weights.read_bytes())
     with pytest.raises(MendnetError, match="needs --arch and --data"):
-        load_audit_model(str(weights), None, ref)
+        load_model(str(bare), None, ref)
     with pytest.raises(MendnetError, match="needs --data"):
-        load_audit_model(f"{factory}:make", None, None)
+        load_model(f"{factory}:make", None, None)
     with pytest.raises(MendnetError, match="not an artefact folder"):
-        load_audit_model(str(tmp_path / "nothing"), None, ref)
+        load_model(str(tmp_path / "nothing"), None, ref)
 
 
 def test_audit_command_on_a_weights_file(backdoored, tmp_path, capsys):

@@ -18,9 +18,10 @@ from torch import nn
 from mendnet.artefact import save_artefact
 from mendnet.cli import main
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import DataRef
 from mendnet.errors import MendnetError
 from mendnet.evaluate import backdoor_metrics
-from mendnet.jobs import DataRef, PoisonSpec, backdoor_test_for, threat_of, train_model
+from mendnet.jobs.train import train_model
 from mendnet.models import ModelSpec, build_classifier
 from mendnet.threats.backdoor import (
     TRIGGERS,
@@ -33,6 +34,7 @@ from mendnet.threats.backdoor import (
     plant,
     poison,
 )
+from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for, threat_of
 from mendnet.threats.backdoor.trojan import PenultimateTap, last_linear, stamp
 from mendnet.train import TrainConfig
 

@@ -4,11 +4,14 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from mendnet.artefact import save_artefact
 from mendnet.cli import main
+from mendnet.data.ref import DataRef, data_of
 from mendnet.demo import DemoConfig
 from mendnet.models import ModelSpec, build_classifier
 
@@ -180,6 +183,29 @@ def test_defender_fraction_too_small(tmp_path, capsys):
     )
     assert_one_line_error(code, err, "6 defender images", "at least 10")
     assert not (tmp_path / "o").exists()
+
+
+def test_image_size_reaches_the_folder_images(tmp_path, capsys):
+    """--image-size resizes an image folder's images; the artefact records the size, so `eval` reloads
+    the images at it (at the default 32 px the 16 px model would not fit them)."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for i, rel in enumerate(("train/a", "train/a", "train/b", "train/b", "test/a", "test/b")):
+        (data / rel).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (20, 12, 3), dtype=np.uint8)).save(data / rel / f"{i}.png")
+    assert DataRef("imagefolder", str(data), 16).split("test").shape == (3, 16, 16)
+    pair = json.loads(json.dumps(DataRef("imagefolder", str(data), (8, 10)).to_json()))
+    assert DataRef.from_json(pair).split("test").shape == (3, 8, 10)
+    art = tmp_path / "art"
+    argv = ["train", "--data", "imagefolder", "--data-dir", data, "--image-size", 16, "--model", "small-cnn"]
+    code, _, err = run_cli(capsys, *argv, "--epochs", "1", "--batch-size", "2", "--out", art, "--quiet")
+    assert code == 0, err
+    meta = json.loads((art / "model.json").read_text())
+    assert meta["model"]["input_shape"] == [3, 16, 16] and meta["data"]["image_size"] == 16
+    code, out, err = run_cli(capsys, "eval", art)
+    assert code == 0 and "evaluation" in out, err
+    older = {"data": {"name": "imagefolder", "data_dir": str(data)}}  # written before sizes were recorded
+    assert data_of(older) == DataRef("imagefolder", str(data), 32)
 
 
 def test_help_of_every_command(capsys):

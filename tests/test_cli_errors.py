@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from mendnet import cli, progress
+from mendnet import progress
 from mendnet.artefact import save_artefact
-from mendnet.cli import main
+from mendnet.cli import app, main
+from mendnet.cli.train import typed_attack_params
 from mendnet.data import catalog, download
 from mendnet.data.download import Remote, Source
 from mendnet.models import ModelSpec, build_classifier
@@ -108,13 +109,13 @@ def test_unwritable_output_is_refused_before_work(argv, art, tmp_path, capsys):
 
 @needs_proc
 def test_audit_to_an_unwritable_folder_never_starts(art, capsys, monkeypatch):
-    audit_package = importlib.import_module("mendnet.audit")  # `mendnet.audit` is also the API function
+    audit_command = importlib.import_module("mendnet.cli.audit")
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the audit started before its output was checked")
 
-    monkeypatch.setattr(audit_package, "load_audit_model", must_not_run)
-    monkeypatch.setattr(audit_package, "audit_model", must_not_run)
+    monkeypatch.setattr(audit_command, "load_model", must_not_run)
+    monkeypatch.setattr(audit_command, "audit_model", must_not_run)
     code, _, err = run_cli(capsys, "audit", art, "--out", UNWRITABLE / "audit")
     assert_one_line_error(code, err, "cannot write", "/proc")
 
@@ -203,11 +204,11 @@ def test_bad_attack_params(attack, param, fragments, tmp_path, capsys):
 
 
 def test_attack_params_take_the_trigger_field_types():
-    params = cli.typed_attack_params(
+    params = typed_attack_params(
         "trojan", [("size", "4"), ("lr", "1/10"), ("chosen", "[1, 2]"), ("reached", "none")]
     )
     assert params == (("size", 4), ("lr", 0.1), ("chosen", [1, 2]), ("reached", None))
-    assert cli.typed_attack_params("blend", [("pattern", "p.png"), ("clean_label", "1")]) == (
+    assert typed_attack_params("blend", [("pattern", "p.png"), ("clean_label", "1")]) == (
         ("pattern", "p.png"),
         ("clean_label", 1),
     )
@@ -287,7 +288,7 @@ def test_os_errors_of_any_command(capsys, monkeypatch):
     def refused(args):
         raise PermissionError(13, "Permission denied", "/data/x.bin")
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", refused)
+    monkeypatch.setitem(app.COMMANDS, "bench", refused)
     code, _, err = run_cli(capsys, "bench", "r.toml")
     assert_one_line_error(code, err, "/data/x.bin: Permission denied")
 
@@ -296,7 +297,7 @@ def test_a_bug_is_not_hidden(capsys, monkeypatch):
     def buggy(args):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setitem(cli.COMMANDS, "bench", buggy)
+    monkeypatch.setitem(app.COMMANDS, "bench", buggy)
     with pytest.raises(TypeError, match="unsupported operand"):
         main(["bench", "r.toml"])
 

@@ -236,7 +236,7 @@ def test_mcr_bad_input():
 
 @pytest.fixture(scope="module")
 def fp_outcome(backdoored, fmnist):
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
 
     cfg = fineprune.Config(epochs=2)
     return repair_model(
@@ -271,7 +271,7 @@ def test_fineprune_removes_backdoor_and_keeps_accuracy(backdoored, fp_outcome):
 
 @pytest.fixture(scope="module")
 def mcr_outcome(backdoored, fmnist):
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
 
     cfg = mcr.Config(epochs=6, lr=0.1, finetune_epochs=2)
     return repair_model(

@@ -87,7 +87,7 @@ def test_negative_alpha_is_an_error():
 
 @pytest.mark.slow
 def test_fst_removes_the_backdoor_and_keeps_accuracy(backdoored, fmnist):
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
 
     out = repair_model(
         backdoored,

@@ -201,7 +201,7 @@ def test_no_erroneous_samples_is_a_one_line_error():
 
 
 def test_flip_with_the_true_trigger_lowers_asr(backdoored, fmnist):
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
     from mendnet.repair.lancet.repair import FlipConfig
 
     train, test = fmnist

@@ -217,7 +217,7 @@ SHORT = {"epochs": 10, "batches_per_epoch": 10, "batch_size": 12}
 
 @pytest.fixture(scope="module")
 def detection(backdoored, fmnist):
-    from mendnet.jobs import detect_artefact
+    from mendnet.jobs.detect import detect_artefact
 
     return detect_artefact(backdoored, Config(**SHORT), clean_fraction=0.05, sets=fmnist, progress=False)
 
@@ -235,7 +235,7 @@ def test_neural_cleanse_flags_the_true_target(detection):
 
 
 def test_unlearning_removes_the_backdoor_and_keeps_accuracy(backdoored, fmnist, detection, tmp_path):
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
 
     # reuse the detection's reversed trigger (the reversal itself is tested above) to save a second run
     (tmp_path / TRIGGER_FILE).write_bytes(detection.files[TRIGGER_FILE])

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from mendnet.jobs import repair_model
+from mendnet.jobs.repair import repair_model
 from mendnet.registry import REPAIRS
 from mendnet.repair.context import RepairResult, asks_for_oracle
 

@@ -35,7 +35,7 @@ def test_defender_data_is_clean_and_recorded(backdoored, nad_outcome):
 
 
 def test_nad_beats_plain_finetuning_on_asr(backdoored, fmnist, nad_outcome):
-    from mendnet.jobs import repair_model
+    from mendnet.jobs.repair import repair_model
 
     ft = repair_model(
         backdoored,

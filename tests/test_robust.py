@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from mendnet.cli import main
 from mendnet.data.augment import NO_AUGMENT, Augment
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import DataRef
 from mendnet.errors import MendnetError
-from mendnet.jobs import DataRef
 from mendnet.models import ModelSpec, build_classifier
 from mendnet.models.taps import FeatureTap
 from mendnet.registry import ROBUSTIFIERS

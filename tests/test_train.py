@@ -5,7 +5,7 @@ import argparse
 import pytest
 import torch
 
-from mendnet.cli_config import add_config_arguments, config_from_args, parse_number
+from mendnet.cli.config import add_config_arguments, config_from_args, parse_number
 from mendnet.data.augment import cutout, random_crop, random_flip
 from mendnet.data.batches import iterate_batches
 from mendnet.data.defender import defender_split

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from mendnet.artefact import (
     META,
@@ -54,6 +55,7 @@ from mendnet.artefact import (
     write_files,
 )
 from mendnet.artefact import load_artefact as _load_artefact
+from mendnet.audit.run import AuditConfig, audit_model
 from mendnet.data.defender import defender_sets, defender_split
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
@@ -61,7 +63,10 @@ from mendnet.evaluate import accuracy as _accuracy
 from mendnet.models import Classifier, ModelSpec, build_classifier, discover_stages, stage_shapes
 from mendnet.models.stages import dummy_forward
 from mendnet.models.user_model import load_factory
+from mendnet.registry import REPAIRS
 from mendnet.repair.context import RepairContext, asks_for_oracle
+from mendnet.threats.adversarial import Attack, make_attack
+from mendnet.threats.adversarial import robust_accuracy as measure
 
 REBUILD_ATTR = "mendnet_rebuild"
 """Attribute `wrap` sets on its Classifier: {"ok": True/False/None (not checked), "note": str | None};
@@ -307,8 +312,6 @@ def load(path: str | Path, net: nn.Module | None = None) -> Classifier:
 
 def _as_imageset(data: Any, what: str) -> ImageSet:
     """An ImageSet from an ImageSet, a torch Dataset or DataLoader, or an (images, labels) pair."""
-    from torch.utils.data import DataLoader, Dataset
-
     if isinstance(data, ImageSet):
         return data
     if isinstance(data, (DataLoader, Dataset)):
@@ -356,8 +359,6 @@ def method_for(config: Any) -> tuple[str, Any]:
     """(registered repair name, config instance) for a config instance, a config class (its defaults)
     or a repair name (its defaults). The config's exact type selects the method
     (`mendnet.registry.REPAIRS`); an unknown type or one shared by several methods is an error."""
-    from mendnet.registry import REPAIRS
-
     if isinstance(config, str):
         if config not in REPAIRS:
             raise MendnetError(f"unknown repair {config!r}; known: {', '.join(REPAIRS)}")
@@ -370,7 +371,7 @@ def method_for(config: Any) -> tuple[str, Any]:
     if len(names) > 1:
         raise MendnetError(
             f"{cls.__qualname__} configures several repairs ({', '.join(names)}); call "
-            "mendnet.jobs.repair_model with the method's name"
+            "mendnet.jobs.repair.repair_model with the method's name"
         )
     return names[0], config() if isinstance(config, type) else config
 
@@ -408,15 +409,13 @@ def repair(
     clean images) and, with `test`, "acc", both fractions in [0, 1]; "before" (the same for the
     input model); "seconds" (the method's wall-clock time); "method"; "defender" (train and val
     image counts); "info" (what the method records). Oracle settings (the true trigger) need an
-    artefact that records it: use mendnet.jobs.repair_model.
+    artefact that records it: use mendnet.jobs.repair.repair_model.
     """
-    from mendnet.registry import REPAIRS
-
     method, config = method_for(config)
     if asks_for_oracle(config):
         raise MendnetError(
             f"{method} with oracle_trigger needs the recorded backdoor of an artefact; in-memory data has "
-            "none (use mendnet.jobs.repair_model on the artefact)"
+            "none (use mendnet.jobs.repair.repair_model on the artefact)"
         )
     if not 0.0 < val_fraction < 1.0:
         raise MendnetError(f"val_fraction must lie in (0, 1), got {val_fraction}")
@@ -450,8 +449,6 @@ def repair(
 
 
 def _is_attacks(value: Any) -> bool:
-    from mendnet.threats.adversarial.base import Attack
-
     if isinstance(value, (Attack, Mapping)):
         return True
     return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(a, Attack) for a in value)
@@ -495,8 +492,6 @@ def robust_accuracy(
     "worst_case"} and "details" for attacks that report more (AutoAttack); `threats.adversarial.
     robust_accuracy` is the same measurement returning per-image masks as well.
     """
-    from mendnet.threats.adversarial import robust_accuracy as measure
-
     if attacks is None and _is_attacks(labels):
         attacks, labels = labels, None
     if attacks is None:
@@ -505,8 +500,6 @@ def robust_accuracy(
         )
     if not _is_attacks(attacks):
         raise MendnetError("attacks must be attack instances (a list or a mapping name → attack)")
-    from mendnet.threats.adversarial.base import Attack
-
     if isinstance(attacks, Attack):
         attacks = [attacks]
     data, labels, shape = _images_and_labels(images, labels, "images")
@@ -552,9 +545,6 @@ def attack(
     "pgd-linf", ...) built with `settings` (e.g. eps=8/255, steps=20; budgets in pixel units). The
     model is moved to `device`, run in eval mode, and not changed.
     """
-    from mendnet.threats.adversarial import make_attack
-    from mendnet.threats.adversarial.base import Attack
-
     if attack is None and isinstance(labels, (Attack, str)):
         attack, labels = labels, None
     data, labels, shape = _images_and_labels(images, labels, "images")
@@ -609,8 +599,6 @@ def audit(
     nc_epochs, attack_steps, eps in pixel units). out: also write the report's files (report.html,
     report.md, audit.json, figures) into this folder (atomically; an existing one only with `force`).
     """
-    from mendnet.audit.run import AuditConfig, audit_model
-
     known = [f.name for f in dataclasses.fields(AuditConfig)]
     unknown = sorted(set(settings) - set(known))
     if unknown:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from mendnet import registry
 from mendnet.detect.neural_cleanse import Config as NCConfig
 from mendnet.threats.adversarial.autoattack import PGD_GAP_FLAG
 
 
 def robustifier_names() -> list[str]:
     """The registered robustness methods (none in a build without them)."""
-    from mendnet import registry
-
     return list(getattr(registry, "ROBUSTIFIERS", {}))
 
 

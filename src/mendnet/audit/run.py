@@ -18,14 +18,21 @@ from typing import Any
 import torch
 
 from mendnet.artefact import Artefact, provenance
+from mendnet.audit.advice import advice
+from mendnet.audit.report import render_pages
 from mendnet.data.defender import defender_sets
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import data_of
 from mendnet.detect.neural_cleanse import Config as NCConfig
 from mendnet.detect.reversed_trigger import TRIGGER_FILE, ReversedTriggers
 from mendnet.errors import MendnetError
 from mendnet.evaluate import backdoor_metrics, classify
-from mendnet.jobs import backdoor_test_for, check_fits, data_of, defender_of, detect_artefact, threat_of
+from mendnet.jobs.defender import defender_of
+from mendnet.jobs.detect import detect_artefact
+from mendnet.models import check_fits
+from mendnet.report.attention_grid import attention_grid_png
 from mendnet.threats.adversarial import make_attack, robust_accuracy
+from mendnet.threats.backdoor.spec import backdoor_test_for, threat_of
 
 ATTENTION_PNG = "attention.png"
 
@@ -190,10 +197,6 @@ def audit_model(
     (default: the artefact's path, or MODEL). Files: audit.json, report.html, report.md, the reversed
     trigger (.safetensors, .png) and attention.png.
     """
-    from mendnet.audit.advice import advice
-    from mendnet.audit.report import render_pages
-    from mendnet.report.attention_grid import attention_grid_png
-
     start = time.perf_counter()
     train, test = sets if sets is not None else data_of(art.meta).load()
     check_fits(art.model, test)

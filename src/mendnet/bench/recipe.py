@@ -33,7 +33,11 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 from mendnet.bench.settings import config_from_table
+from mendnet.data.catalog import dataset_names
 from mendnet.errors import MendnetError
+from mendnet.models import architecture_names
+from mendnet.registry import REPAIRS
+from mendnet.threats.backdoor import TRIGGERS
 from mendnet.train import TrainConfig
 
 TOP_KEYS = ("name", "title", "description", "grid", "run", "train", "poison", "attack", "repair", "robustify")
@@ -152,11 +156,6 @@ def robustifiers() -> dict[str, Any]:
 
 
 def _grid(table: dict[str, Any]) -> Grid:
-    from mendnet.data.catalog import dataset_names
-    from mendnet.models import architecture_names
-    from mendnet.registry import REPAIRS
-    from mendnet.threats.backdoor import TRIGGERS
-
     unknown = sorted(set(table) - set(GRID_KEYS))
     if unknown:
         raise MendnetError(f"grid: unknown key {', '.join(unknown)}; valid: {', '.join(GRID_KEYS)}")
@@ -190,8 +189,6 @@ def _grid(table: dict[str, Any]) -> Grid:
 
 
 def _method_configs(doc: dict[str, Any], grid: Grid) -> dict[str, Any]:
-    from mendnet.registry import REPAIRS
-
     configs: dict[str, Any] = {}
     for section, key, chosen, registry in (
         ("repair", "repairs", grid.repairs, dict(REPAIRS)),

@@ -13,9 +13,18 @@ from typing import Any
 
 import torch
 
+from mendnet.artefact import load_artefact, write_artefact, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
 from mendnet.bench.recipe import Recipe
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import DataRef
+from mendnet.device import resolve_device
+from mendnet.jobs.repair import repair_model
+from mendnet.jobs.train import train_model
+from mendnet.robust.evaluation import robust_metrics
+from mendnet.robust.job import robustify_model
+from mendnet.robust.transfer import split_set
+from mendnet.threats.backdoor.spec import PoisonSpec
 
 BENCH_KEY = "bench"
 """The key of a base artefact's model.json that holds its `base_spec`."""
@@ -28,8 +37,6 @@ _SETS: dict[tuple[str, str | None], tuple[ImageSet, ImageSet]] = {}
 
 def load_sets(name: str, data_dir: str | None, test_images: int | None) -> tuple[ImageSet, ImageSet]:
     """(train, first `test_images` test images), read once per process."""
-    from mendnet.jobs import DataRef
-
     if (name, data_dir) not in _SETS:
         _SETS[(name, data_dir)] = DataRef(name, data_dir).load()
     train, test = _SETS[(name, data_dir)]
@@ -58,11 +65,6 @@ def read_folder(folder: Path) -> dict[str, bytes]:
 def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[str, bytes]:
     """Train the base model (backdoored, robust teacher, or natural) and return its artefact files;
     model.json records the base spec under "bench"."""
-    from mendnet.artefact import write_artefact
-    from mendnet.device import resolve_device
-    from mendnet.jobs import DataRef, PoisonSpec, train_model
-    from mendnet.robust.transfer import split_set
-
     run = recipe.run
     device = resolve_device(run.device)
     ref = DataRef(base.data, run.data_dir)
@@ -107,10 +109,6 @@ def robustify(
 ) -> Any:
     """`mendnet.robust.job.robustify_model` with the recipe's settings (a fresh `arch` unless the method
     distils `teacher`), measured on the recipe's test images."""
-    from mendnet.device import resolve_device
-    from mendnet.jobs import DataRef
-    from mendnet.robust.job import robustify_model
-
     run = recipe.run
     return robustify_model(
         method,
@@ -144,8 +142,6 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def load_files(files: dict[str, bytes], folder: Path) -> Any:
     """The artefact made of `files`, written into `folder` and loaded."""
-    from mendnet.artefact import load_artefact, write_files
-
     write_files(folder, files)
     return load_artefact(folder)
 
@@ -158,10 +154,6 @@ def run_cell(
     progress: bool = False,
 ) -> dict:
     """Compute one cell on its base (and teacher), given as artefact files; return its JSON-able record."""
-    from mendnet.device import resolve_device
-    from mendnet.jobs import repair_model
-    from mendnet.robust.evaluation import robust_metrics
-
     run = recipe.run
     device = resolve_device(run.device)
     start = time.perf_counter()

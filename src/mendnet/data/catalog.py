@@ -18,6 +18,7 @@ import torch
 from mendnet.data.download import download as download_dataset
 from mendnet.data.imageset import ImageSet
 from mendnet.data.readers import (
+    FOLDER_IMAGE_SIZE,
     channel_mean_std,
     read_cifar_split,
     read_idx_split,
@@ -232,7 +233,7 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download: bool = False,
     *,
-    image_size: int | tuple[int, int] | None = 32,
+    image_size: int | tuple[int, int] | None = FOLDER_IMAGE_SIZE,
 ) -> ImageSet:
     """The `split` ("train" or "test") of data set `name` as an ImageSet of uint8 images.
 

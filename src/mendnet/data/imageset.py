@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from mendnet.data.readers import FOLDER_IMAGE_SIZE, channel_mean_std
 from mendnet.errors import MendnetError
 
 LAYOUTS = ("nchw", "nhwc")
@@ -155,8 +157,6 @@ class ImageSet:
         numpy integers. A map-style dataset is read by index over range(len(dataset)); one without
         a length (an IterableDataset) is iterated. name: default the dataset's class name.
         """
-        from torch.utils.data import DataLoader
-
         label = name or type(dataset).__name__
         images: list[np.ndarray] = []
         labels: list[np.ndarray] = []
@@ -200,7 +200,10 @@ class ImageSet:
 
     @classmethod
     def from_folder(
-        cls, root: str | Path, split: str = "train", image_size: int | tuple[int, int] | None = 32
+        cls,
+        root: str | Path,
+        split: str = "train",
+        image_size: int | tuple[int, int] | None = FOLDER_IMAGE_SIZE,
     ) -> ImageSet:
         """The `split` ("train" or "test") of an image folder tree root/{train,test}/<class>/*.png
         (also jpg, jpeg, ppm, bmp): classes are root/train's sorted subfolders; images become RGB, or
@@ -209,7 +212,7 @@ class ImageSet:
         image_size: resize every image (bilinear) to image_size×image_size pixels, or to (height,
         width) for a pair; None keeps the size of the first train image (then all must resize to it).
         """
-        from mendnet.data.catalog import load_dataset  # imports this module
+        from mendnet.data.catalog import load_dataset  # here: catalog imports this module
 
         return load_dataset("imagefolder", split, root, image_size=image_size)
 
@@ -272,8 +275,6 @@ def _labels(y: Any, n: int, name: str) -> torch.Tensor:
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and population std in pixel space [0, 1]; a constant channel gets std 1."""
-    from mendnet.data.readers import channel_mean_std
-
     mean, std = channel_mean_std(images)
     return mean, tuple(s if s > 0 else 1.0 for s in std)
 

@@ -25,6 +25,8 @@ IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned-byte data, 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp")
 GREY_MODES = ("1", "L", "LA")
 CIFAR_ROW = 3 * 32 * 32  # bytes per CIFAR image: the R plane, then G, then B, each 32×32 row-major
+FOLDER_IMAGE_SIZE = 32
+"""The size image folders are resized to (n×n pixels) unless another image size is given."""
 
 # The only globals a CIFAR pickle may name: numpy's array reconstruction. `_reconstruct` lives in
 # numpy.core.multiarray (numpy 1, as in the official files) or numpy._core.multiarray (numpy 2);
@@ -286,7 +288,7 @@ def folder_image_size(image_size: int | tuple[int, int] | None) -> tuple[int, in
 
 
 def read_image_folder(
-    root: Path, split: str, image_size: int | tuple[int, int] | None = 32
+    root: Path, split: str, image_size: int | tuple[int, int] | None = FOLDER_IMAGE_SIZE
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Images, labels and classes of root/<split>/<class>/*.{png,jpg,jpeg,ppm,bmp}.
 

@@ -45,7 +45,8 @@ class MendConfig:
     val_share: the fraction of the clean images kept for mend's validation part. scan_epochs, focus,
     focus_after: the scan's Neural Cleanse reversal (`detect.neural_cleanse.Config`; the other settings
     are its defaults). rule: the selection rule (`decide.Rule`). nad_lr, nad_teacher: NAD's candidate
-    settings (docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's)."""
+    settings (the demo's, chosen on the validation split: docs/benchmarks.md `tune_defaults`; the `nad`
+    method keeps the paper's)."""
 
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     val_share: float = 0.2
@@ -53,7 +54,7 @@ class MendConfig:
     focus: int = 3
     focus_after: int = 10
     rule: Rule = field(default_factory=Rule)
-    nad_lr: float = 0.02
+    nad_lr: float = 0.045
     nad_teacher: str = "finetune-student"
 
     def __post_init__(self) -> None:

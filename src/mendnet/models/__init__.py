@@ -1,6 +1,6 @@
 """Architectures, the normalising classifier wrapper, stages and feature taps."""
 
-from mendnet.models.classifier import Classifier, ModelSpec, build_classifier
+from mendnet.models.classifier import Classifier, ModelSpec, build_classifier, check_fits
 from mendnet.models.registry import ARCHITECTURES, ArchSpec, architecture_names, get_architecture
 from mendnet.models.stages import check_attention_stages, discover_stages, stage_shapes
 from mendnet.models.taps import FeatureTap
@@ -15,6 +15,7 @@ __all__ = [
     "architecture_names",
     "build_classifier",
     "check_attention_stages",
+    "check_fits",
     "discover_stages",
     "get_architecture",
     "load_factory",

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.models.registry import get_architecture
 from mendnet.models.stages import discover_stages, dummy_forward
@@ -187,3 +188,12 @@ def build_classifier(spec: ModelSpec) -> Classifier:
             f"model outputs {output.shape[1]} logits but the data set has {spec.num_classes} classes"
         )
     return model
+
+
+def check_fits(model: Classifier, data: ImageSet) -> None:
+    """The model's recorded input shape and classes must match the data set."""
+    spec = model.spec
+    if tuple(spec.input_shape) != data.shape:
+        raise MendnetError(f"model expects inputs {tuple(spec.input_shape)} but {data.name} has {data.shape}")
+    if spec.num_classes != data.num_classes:
+        raise MendnetError(f"model outputs {spec.num_classes} classes but {data.name} has {data.num_classes}")

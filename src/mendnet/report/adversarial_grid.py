@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
+
+from mendnet.report.figure import pyplot
 
 
 def perturbation_grid_png(
@@ -27,6 +25,7 @@ def perturbation_grid_png(
     scale = delta.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
     shown = 0.5 + delta / (2 * scale)
     n = len(clean)
+    plt = pyplot()
     fig, axes = plt.subplots(n, 3, figsize=(5.4, 1.9 * n), squeeze=False)
     for i in range(n):
         for j, (img, label) in enumerate(

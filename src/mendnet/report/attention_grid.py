@@ -5,15 +5,12 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
 from mendnet.losses.attention import attention_map
 from mendnet.models import Classifier, check_attention_stages
 from mendnet.models.taps import FeatureTap
+from mendnet.report.figure import pyplot
 
 
 @torch.inference_mode()
@@ -47,6 +44,7 @@ def attention_grid_png(
         maps[name] = (stages, stage_attention(model, x, stages, operator, p))
     n_stage = max(len(s) for s, _ in maps.values())
     rows = len(x) * len(models)
+    plt = pyplot()
     fig, axes = plt.subplots(rows, n_stage + 1, figsize=(1.6 * (n_stage + 1), 1.6 * rows), squeeze=False)
     for i in range(len(x)):
         for j, (name, (stages, amaps)) in enumerate(maps.items()):

@@ -6,12 +6,9 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
+from mendnet.report.figure import pyplot
 from mendnet.report.trigger_grid import draw
 
 
@@ -28,6 +25,7 @@ def lancet_png(
     N×C×H×W and N×1×H×W in pixel space [0, 1]), titled by `titles`; below, the number of the `samples`
     pairs that ablation corrected at each layer, the chosen layer in red."""
     n = len(x_err)
+    plt = pyplot()
     fig = plt.figure(figsize=(max(1.4 * n, 6), 6.2))
     grid = fig.add_gridspec(4, max(n, 1), height_ratios=(1, 1, 1, 1.6))
     for j in range(n):

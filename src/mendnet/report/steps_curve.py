@@ -11,16 +11,13 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy
+from mendnet.report.figure import pyplot
 from mendnet.threats.adversarial import make_attack, robust_accuracy
 
 
@@ -65,6 +62,7 @@ def accuracy_vs_steps(
 def steps_curve_png(curve: Mapping[int, float], title: str = "") -> bytes:
     """A line plot of accuracy (percent) against PGD steps (symlog axis, so 0 steps is shown)."""
     xs = sorted(curve)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     ax.plot(xs, [100 * curve[s] for s in xs], marker="o")
     ax.set_xscale("symlog", linthresh=1)

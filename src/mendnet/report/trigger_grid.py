@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
 from mendnet.detect.reversed_trigger import ReversedTriggers
+from mendnet.report.figure import pyplot
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 
 def reversed_trigger_png(
@@ -28,6 +29,7 @@ def reversed_trigger_png(
     flagged = set(triggers.flagged(threshold))
     rows = 3 + (1 if comparison else 0)
     cols = max(k, len(comparison))
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
     masks = triggers.masks[:, None]
     shown = (("mask m", masks), ("pattern Δ", triggers.patterns), ("m⊙Δ", masks * triggers.patterns))
@@ -59,7 +61,7 @@ def reversed_trigger_png(
     return buf.getvalue()
 
 
-def draw(ax: plt.Axes, image: torch.Tensor) -> None:
+def draw(ax: Axes, image: torch.Tensor) -> None:
     """Show one C×H×W image in [0, 1] (grey for one channel)."""
     pic = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
     ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1)

@@ -11,9 +11,9 @@ import torch
 
 from mendnet.artefact import Artefact, provenance
 from mendnet.data.imageset import ImageSet
+from mendnet.data.ref import DataRef
 from mendnet.errors import MendnetError
-from mendnet.jobs import DataRef, check_fits
-from mendnet.models import Classifier, ModelSpec, build_classifier
+from mendnet.models import Classifier, ModelSpec, build_classifier, check_fits
 from mendnet.robust.context import RobustContext
 from mendnet.robust.evaluation import AA_IMAGES, robust_metrics
 from mendnet.robust.transfer import split_set, student_from_teacher

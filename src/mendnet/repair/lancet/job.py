@@ -16,9 +16,11 @@ from mendnet.artefact import Artefact, provenance
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import classify
-from mendnet.jobs import DetectOutcome, backdoor_test_for, defender_data, oracle_trigger
+from mendnet.jobs.defender import defender_data, oracle_trigger
+from mendnet.jobs.detect import DetectOutcome
 from mendnet.repair.context import RepairContext
 from mendnet.repair.lancet.repair import Config, error_source, locate_with_progress
+from mendnet.threats.backdoor.spec import backdoor_test_for
 
 LOCATE_JSON = "locate.json"
 VOTES_FILE = "votes.safetensors"

@@ -58,7 +58,7 @@ LOGGER = "auto-attack"
 
 
 def _package() -> Any:
-    try:
+    try:  # imported on first use: the package is heavy and only AutoAttack needs it
         import pyautoattack
     except ImportError as e:  # pragma: no cover - a dependency of the project
         raise MendnetError(
@@ -442,4 +442,28 @@ def summary_lines(name: str, summary: dict[str, Any]) -> list[str]:
     return [head, *(f"warning: {w}" for w in summary["warnings"])]
 
 
-__all__ = ["COMPONENTS", "VERSIONS", "AutoAttack", "AutoAttackL2", "AutoAttackRun", "summary_lines"]
+def pgd_autoattack_gaps(attacks: dict[str, Attack], per_attack: dict[str, float]) -> list[dict[str, Any]]:
+    """PGD's robust accuracy minus AutoAttack's, for each PGD and AutoAttack run at the same norm and ε
+    (`attacks`: name → attack, `per_attack`: name → robust accuracy); flagged above `PGD_GAP_FLAG`
+    (2 points)."""
+    out = []
+    for aa_name, aa in attacks.items():
+        if not isinstance(aa, AutoAttack):
+            continue
+        for name, attack in attacks.items():
+            pgd = attack.slug in ("pgd-linf", "pgd-l2")
+            if pgd and attack.norm == aa.norm and attack.eps == aa.eps:
+                gap = per_attack[name] - per_attack[aa_name]
+                out.append({"pgd": name, "autoattack": aa_name, "gap": gap, "flag": gap > PGD_GAP_FLAG})
+    return out
+
+
+__all__ = [
+    "COMPONENTS",
+    "VERSIONS",
+    "AutoAttack",
+    "AutoAttackL2",
+    "AutoAttackRun",
+    "pgd_autoattack_gaps",
+    "summary_lines",
+]

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from mendnet.errors import MendnetError
 from mendnet.threats.backdoor.trigger import TriggerSetup
@@ -26,8 +27,6 @@ LUMA = (0.299, 0.587, 0.114)
 
 def read_pattern(path: str | Path) -> torch.Tensor:
     """An image file as float C×H×W in [0, 1]: greyscale modes give 1 channel, all others RGB."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             grey = img.mode in ("1", "L", "LA", "I", "I;16", "F")

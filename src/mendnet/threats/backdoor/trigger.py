@@ -89,7 +89,7 @@ class ThreatRecord:
 
     rate: poisoned fraction of the whole training set as asked; `poisoned_indices` holds the actual ones.
     info: how the trigger was made (e.g. the clean model a Trojan patch was optimised on); not needed
-    to rebuild it. data: the data reference of the artefact ({"name", "data_dir"}), attached when the
+    to rebuild it. data: the data reference of the artefact (`DataRef.to_json`), attached when the
     record is read back from an artefact, for triggers whose rebuild needs the training set (Refool);
     it is saved in the artefact's meta, not in the record.
     """

@@ -1,4 +1,4 @@
-"""Poisoned data for users who train elsewhere (`mendnet poison`), and the trigger preview PNG.
+"""Poisoned data for users who train elsewhere (`mendnet poison`).
 
 Format of an output folder (also written into it as README.txt):
 
@@ -13,20 +13,18 @@ Format of an output folder (also written into it as README.txt):
 
 from __future__ import annotations
 
-import io
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
 from mendnet.artefact import atomic_output_dir, load_artefact, provenance, write_json
-from mendnet.data.imageset import ImageSet
-from mendnet.evaluate import BackdoorTest
-from mendnet.jobs import DataRef, PoisonSpec, backdoor_test_for, check_fits
-from mendnet.models import Classifier
+from mendnet.data.ref import DataRef
+from mendnet.models import Classifier, check_fits
+from mendnet.report.poison_grid import trigger_png
 from mendnet.threats.backdoor import Planted
+from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for
 
 FORMAT = "mendnet-poisoned-set/1"
 DATA_FILE = "poisoned.safetensors"
@@ -47,8 +45,9 @@ Files
 - {threat_file}: JSON with "format", "data" (name, classes, shape, mean, std), "threat" (attack,
   params, target, mode, rate, clean_label, poisoned_count, poisoned_indices, original_labels) and
   "provenance". To measure ASR and RA of a model trained on this set, rebuild the triggered test set:
-    from mendnet.jobs import DataRef, backdoor_test_for
+    from mendnet.data.ref import DataRef
     from mendnet.threats.backdoor import ThreatRecord
+    from mendnet.threats.backdoor.spec import backdoor_test_for
     train, test = DataRef("{data}").load()
     backdoor = backdoor_test_for(ThreatRecord.from_json(threat["threat"]), test, train)
 - trigger.png: a training image before/after poisoning and a test image before/after the trigger.
@@ -58,57 +57,6 @@ Reading it in Python:
     t = load_file("{data_file}")
     x = t["images"].float() / 255; y = t["labels"]
 """
-
-
-def _show(ax: Any, img: torch.Tensor, title: str) -> None:
-    pic = img.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
-    ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1)
-    ax.set_title(title, fontsize=7)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def trigger_png(clean: ImageSet, planted: Planted, backdoor: BackdoorTest | None) -> bytes:
-    """One row of four images: the first poisoned training image before and after poisoning (as trained
-    on: CL's includes its PGD perturbation), then the first backdoor test image before and after the
-    test-time trigger. Panels without an image (nothing poisoned) are left out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels: list[tuple[torch.Tensor, str]] = []
-    if len(planted.positions):
-        p = planted.positions[:1]
-        label = planted.record.original_labels[0]
-        now = int(planted.data.labels[p])
-        panels += [
-            (clean.float_images(p)[0], f"train, clean (y={label})"),
-            (planted.data.float_images(p)[0], f"train, poisoned (y={now})"),
-        ]
-    if backdoor is not None and len(backdoor.data):
-        x = backdoor.data.float_images(torch.arange(1))
-        panels += [(x[0], "test, clean"), (backdoor.trigger.apply(x)[0], "test, triggered")]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(1.7 * max(1, len(panels)), 2.0), squeeze=False)
-    for ax, (img, title) in zip(axes[0], panels, strict=False):
-        _show(ax, img, title)
-    fig.suptitle(f"{planted.record.attack}: {caption(planted.record.params)}", fontsize=6)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def caption(params: dict[str, Any]) -> str:
-    """Parameters as "k=v, …": floats to 4 significant digits, lists (patterns, pools, patches) by length."""
-
-    def show(v: Any) -> str:
-        if isinstance(v, list):
-            return f"(list of {len(v)})"
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    return ", ".join(f"{k}={show(v)}" for k, v in params.items())
 
 
 def poison_dataset(
@@ -159,7 +107,7 @@ def write_poisoned_set(
             {
                 "format": FORMAT,
                 "data": {
-                    **asdict(data),
+                    **data.to_json(),
                     "classes": list(poisoned.classes),
                     "shape": list(poisoned.shape),
                     "mean": list(poisoned.mean),

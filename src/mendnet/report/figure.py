@@ -1,0 +1,17 @@
+"""matplotlib for the report's figures, imported on first use: importing it takes about half a second,
+and most commands and library calls draw no figure (loading the CLI, the jobs or the API does not
+import it)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+
+def pyplot() -> ModuleType:
+    """`matplotlib.pyplot` on the non-interactive Agg backend (figures are only saved as PNG)."""
+    import matplotlib  # on first use: see the module docstring
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # on first use: see the module docstring
+
+    return plt
