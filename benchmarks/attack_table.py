@@ -36,7 +36,8 @@ from mendnet.data.ref import DataRef
 from mendnet.demo import DemoConfig
 from mendnet.device import resolve_device
 from mendnet.evaluate import accuracy, backdoor_metrics
-from mendnet.jobs.train import TrainOutcome, train_model
+from mendnet.jobs.outcome import ModelOutcome
+from mendnet.jobs.train import train_model
 from mendnet.models import Classifier
 from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for, threat_of
 
@@ -73,7 +74,7 @@ def main() -> None:
     if not demo_epochs:
         cfg = replace(cfg, epochs=args.epochs)
 
-    def run(spec: PoisonSpec | None, clean_model: Classifier | None = None) -> tuple[TrainOutcome, float]:
+    def run(spec: PoisonSpec | None, clean_model: Classifier | None = None) -> tuple[ModelOutcome, float]:
         start = time.perf_counter()
         out = train_model(
             ref,

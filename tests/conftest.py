@@ -51,7 +51,7 @@ def backdoored(fmnist):
 
 @pytest.fixture(scope="session")
 def nad_repaired(backdoored, fmnist):
-    """The `backdoored` model repaired by NAD (a RepairOutcome): paper defaults except the first-phase lr
+    """The `backdoored` model repaired by NAD (a ModelOutcome): paper defaults except the first-phase lr
     (0.05; the demo: 0.02) and a shorter run (10 epochs). Shared by the repair and audit tests."""
     from mendnet.jobs.repair import repair_model
     from mendnet.repair import nad
@@ -78,8 +78,16 @@ def clean_small_cnn(fmnist):
 
 
 # Fixtures that load or train on Fashion-MNIST (cli_run and local_runs train small models through the CLI
-# and the bench engine).
-REAL_DATA_FIXTURES = {"fmnist", "backdoored", "nad_repaired", "clean_small_cnn", "cli_run", "local_runs"}
+# and the bench engine; bench_data loads it for the smoke runs of the shipped recipes).
+REAL_DATA_FIXTURES = {
+    "fmnist",
+    "backdoored",
+    "nad_repaired",
+    "clean_small_cnn",
+    "cli_run",
+    "local_runs",
+    "bench_data",
+}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import statistics
+import subprocess
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mendnet.bench import load_recipe, parse_recipe, run_bench
+from mendnet.bench import code, load_recipe, parse_recipe, run_bench
 from mendnet.bench.cells import enumerate_cells
+from mendnet.bench.docs import commit_text, git_state
 from mendnet.bench.recipe import tomllib
 from mendnet.bench.store import BenchStore
 from mendnet.cli import main
@@ -187,13 +192,105 @@ def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
     recipe_file = tmp_path / "tiny.toml"
     recipe_file.write_text(RECIPE)
     doc = tmp_path / "benchmarks.md"
-    doc.write_text("# doc\n\n<!-- begin tiny -->\nold\n<!-- end tiny -->\n")
+    doc.write_text("# doc\n\n<!-- begin tiny -->\nold\n<!-- end tiny -->\n\n<!-- begin other -->\nkept\n")
     assert main(["bench", str(recipe_file), "--out", str(out), "--doc", str(doc), "--quiet"]) == 0
     assert "0 cells computed, 12 already finished" in capsys.readouterr().out
     text = doc.read_text()
     assert "old" not in text and text.count("<!-- begin tiny -->") == 1 and "## Tiny grid" in text
+    assert "<!-- begin other -->\nkept" in text
+    section = text.split("<!-- begin tiny -->")[1].split("<!-- end tiny -->")[0]
+    command = f"mendnet bench {recipe_file} --out {out} --doc {doc}"
+    assert f"Recipe `{recipe_file}`, command `{command}`, " in section
+    commit = r"(commit `[0-9a-f]+`|uncommitted changes on commit `[0-9a-f]+`, code `[0-9a-f]{12}`)"
+    assert re.search(commit, section)
+    assert f", {time.strftime('%Y-%m-%d')}, device cpu, 1 thread(s) per cell" in section
     assert main(["bench", str(tmp_path / "missing.toml"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("mendnet: error: recipe")
+
+
+def test_source_hash_follows_python_files_only(tmp_path):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("y = 2\n")
+    first = code.source_hash(tmp_path / "pkg")
+    (tmp_path / "pkg" / "notes.txt").write_text("not code")
+    assert code.source_hash(tmp_path / "pkg") == first
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("y = 3\n")
+    assert code.source_hash(tmp_path / "pkg") != first
+    (tmp_path / "pkg" / "sub" / "b.py").write_text("y = 2\n")
+    assert code.source_hash(tmp_path / "pkg") == first
+    (tmp_path / "pkg" / "sub" / "b.py").rename(tmp_path / "pkg" / "sub" / "c.py")
+    assert code.source_hash(tmp_path / "pkg") != first
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of mendnet's source that the code identity hashes instead of the package (a test edits it)."""
+    copy = tmp_path / "mendnet"
+    shutil.copytree(code.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(code, "PACKAGE", copy)
+    code.code_identity.cache_clear()
+    yield copy
+    code.code_identity.cache_clear()
+
+
+def test_edited_source_makes_finished_cells_stale(local_runs, package_copy, tmp_path, capsys):
+    recipe, out, _, _, _ = local_runs
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    ids = [c.id for c in enumerate_cells(recipe)]
+    assert run_bench(recipe, copy, progress=False).computed == []  # the same source: the same code
+    with (package_copy / "repair" / "nad.py").open("a") as f:
+        f.write("# an edit\n")
+    code.code_identity.cache_clear()
+    recipe_file = tmp_path / "tiny.toml"
+    recipe_file.write_text(RECIPE)
+    assert main(["bench", str(recipe_file), "--out", str(copy), "--keep-stale", "--quiet"]) == 0
+    assert f"0 cells computed, 0 already finished, {CELLS} stale kept" in capsys.readouterr().out
+    results = json.loads((copy / "results.json").read_text())
+    assert results["stale"] == ids and results["code"] == code.code_identity()
+    tables = (copy / "tables.md").read_text()
+    assert tables.count("†") > CELLS // 2 and f"{CELLS} of the {CELLS} were computed by other code" in tables
+    summary = run_bench(recipe, copy, max_cells=1, progress=False)  # without --keep-stale: recomputed
+    assert summary.computed == ids[:1] and summary.missing == ids[1:] and not summary.skipped
+    base = enumerate_cells(recipe)[0].base
+    meta = json.loads((copy / "models" / base.id / "model.json").read_text())
+    assert meta["bench_code"] == code.code_identity()  # its base was trained again with the new code
+    assert json.loads((copy / "results.json").read_text())["stale"] == ids[1:]
+
+
+def test_commit_text_names_the_commit_or_the_code():
+    identity = {"version": "0.1.0", "source": "0123456789abcdef" * 4}
+    assert commit_text(("abc1234", False), identity) == "commit `abc1234`"
+    dirty = commit_text(("abc1234", True), identity)
+    assert dirty == "uncommitted changes on commit `abc1234`, code `0123456789ab`"
+    assert commit_text(None, identity) == "no git commit, code `0123456789ab`"
+
+
+def test_git_state_sees_changes_to_the_given_paths_only(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "m.py").write_text("x = 1\n")
+    (repo / "docs.md").write_text("doc\n")
+
+    def git(*args):
+        ident = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+        subprocess.run(["git", *ident, "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    outside = tmp_path / "recipe.toml"
+    outside.write_text("")
+    assert git_state([repo / "src", outside]) == (head, False)
+    (repo / "docs.md").write_text("changed\n")
+    assert git_state([repo / "src", outside]) == (head, False)  # not a path of the code
+    (repo / "src" / "new.py").write_text("")
+    assert git_state([repo / "src", outside]) == (head, True)
+    assert git_state([tmp_path]) is None
 
 
 def ray_or_fail():

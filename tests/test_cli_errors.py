@@ -87,6 +87,7 @@ def test_eval_json_that_is_a_folder(art, tmp_path, capsys):
         ["locate", "ART", "--out", UNWRITABLE],
         ["robustify", "pgd-at", "--out", UNWRITABLE],
         ["audit", "ART", "--out", UNWRITABLE],
+        ["mend", "ART", "--out", UNWRITABLE],
         ["demo", "--out", UNWRITABLE],
         ["attention", "ART", "ART", "--out", UNWRITABLE / "a.png"],
         ["attention", "ART", "ART", "--out", Path("/proc/a.png")],
@@ -156,6 +157,20 @@ def test_eval_weights_with_a_raising_factory(art, failing_factory, tmp_path, cap
     )
     assert_one_line_error(code, err, failing_factory, "ValueError: weights not found: /nowhere/net.pt")
     assert "second line" not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--candidates", "fst,nope"], ("unknown candidate nope",)),
+        (["--val-share", "1.5"], ("val_share",)),
+        (["--candidates", ","], ("at least one candidate",)),
+    ],
+)
+def test_mend_refuses_impossible_settings_before_work(art, tmp_path, capsys, extra, words):
+    code, _, err = run_cli(capsys, "mend", art, "--out", tmp_path / "m", *extra)
+    assert_one_line_error(code, err, *words)
+    assert not (tmp_path / "m").exists()
 
 
 def test_audit_of_a_raising_factory(failing_factory, tmp_path, capsys):

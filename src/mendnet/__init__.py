@@ -8,10 +8,12 @@ The Python API (`mendnet.api`, loaded on first use so that `import mendnet` stay
   picks the method (`nad.Config()` → NAD);
 - `robust_accuracy(model, images, labels=None, attacks=None)`, `attack(model, images, labels, attack)`;
 - `audit(model, clean, test, **settings)` → the audit's report dict;
+- `mend(model, clean, *, config=None, test=None)` → (kept model, record): repair without knowing the
+  attack (scan, candidate repairs, selection on clean validation images);
 - `save(model, folder)`, `load(folder, net=None)`, `load_artefact(folder, net=None)`; `accuracy`.
 
-`mendnet.repair` and `mendnet.audit` are also the names of sub-packages. Those two names are callable
-entries that run the API function when called and give the sub-package's attributes otherwise, so
+`mendnet.repair`, `mendnet.audit` and `mendnet.mend` are also the names of sub-packages. Those names
+are callable entries that run the API function when called and give the sub-package's attributes otherwise, so
 `mendnet.repair(model, ...)`, `from mendnet.repair import nad` and `mendnet.repair.nad.Config` all work.
 """
 
@@ -46,6 +48,7 @@ __all__ = [
     "audit",
     "load",
     "load_artefact",
+    "mend",
     "repair",
     "robust_accuracy",
     "save",
@@ -93,7 +96,7 @@ class _Entry:
         return f"<mendnet.{self._name}: the API function (call it) and the mendnet.{self._name} package>"
 
 
-_ENTRIES = {"repair": _Entry("repair"), "audit": _Entry("audit")}
+_ENTRIES = {"repair": _Entry("repair"), "audit": _Entry("audit"), "mend": _Entry("mend")}
 globals().update(_ENTRIES)
 
 

@@ -60,6 +60,8 @@ from mendnet.data.defender import defender_sets, defender_split
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy as _accuracy
+from mendnet.mend.run import MendConfig
+from mendnet.mend.run import mend as run_mend
 from mendnet.models import Classifier, ModelSpec, build_classifier, discover_stages, stage_shapes
 from mendnet.models.stages import dummy_forward
 from mendnet.models.user_model import load_factory
@@ -79,6 +81,7 @@ __all__ = [
     "audit",
     "load",
     "load_artefact",
+    "mend",
     "method_for",
     "repair",
     "robust_accuracy",
@@ -443,6 +446,42 @@ def repair(
         "info": result.info,
     }
     return repaired.cpu().eval(), metrics
+
+
+def mend(
+    model: Any,
+    clean: Any,
+    *,
+    config: MendConfig | None = None,
+    test: Any = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> tuple[Classifier, dict[str, Any]]:
+    """Repair `model` without knowing its attack, from `clean` images alone (docs/methods.md §10): scan
+    every label, run the candidate repairs (`config.candidates`, default FST, NAD, AI-Lancet fine-tuning,
+    fine-pruning) on one part of `clean`, score them on another, keep the best by one rule, or the model.
+
+    model: as `repair`. clean: the defender's clean images (ImageSet, Dataset/DataLoader or (images,
+    labels)); a few hundred at least (the validation part needs 50). test: optional, measured only after
+    the decision (ACC of the untouched and the kept model, "test" in the record).
+
+    Returns the kept model (on the CPU, eval mode; a copy even when the model is kept) and the run's
+    record: "chosen" (a candidate's name or "original"), "reason", every candidate's validation "scores",
+    the "scan", and "seconds" per step.
+    """
+    classifier, clean_set = _prepared(model, clean, "clean")
+    test_set = None if test is None else _fitted(_as_imageset(test, "test"), classifier, "test")
+    result = run_mend(
+        classifier, clean_set, config or MendConfig(), seed=seed, device=device, progress=progress
+    )
+    record = result.record()
+    if test_set is not None:
+        record["test"] = {
+            "original": {"acc": _accuracy(classifier, test_set, device=device)},
+            "kept": {"acc": _accuracy(result.model, test_set, device=device)},
+        }
+    return result.model.cpu().eval(), record
 
 
 # ---- adversarial robustness -------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import torch
 from mendnet.artefact import Artefact, atomic_output_dir, write_json
 from mendnet.data.ref import DataRef
 from mendnet.jobs.attention import triggered_test_images
-from mendnet.jobs.repair import repair_model, write_outcome
+from mendnet.jobs.outcome import write_outcome
+from mendnet.jobs.repair import repair_model
 from mendnet.jobs.train import train_model
 from mendnet.repair import finetune, nad
 from mendnet.report.attention_grid import attention_grid_png

@@ -3,5 +3,14 @@ robustifiers × seeds, generated from the method registries, resumable cell by c
 
 from mendnet.bench.recipe import Recipe, load_recipe, parse_recipe
 from mendnet.bench.run import BenchSummary, run_bench, write_doc_section
+from mendnet.bench.smoke import smoke_recipe
 
-__all__ = ["BenchSummary", "Recipe", "load_recipe", "parse_recipe", "run_bench", "write_doc_section"]
+__all__ = [
+    "BenchSummary",
+    "Recipe",
+    "load_recipe",
+    "parse_recipe",
+    "run_bench",
+    "smoke_recipe",
+    "write_doc_section",
+]

@@ -112,6 +112,8 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
         "threads": run.threads,
         "device": run.device,
     }
+    if recipe.smoke:
+        spec["smoke"] = True
     if base.attack is not None:
         spec["poison"] = asdict(recipe.poison)
         spec["attack_params"] = dict(recipe.attack_params.get(base.attack, ()))
@@ -122,6 +124,7 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
         spec["teacher"] = {"method": base.teacher, "config": asdict(recipe.configs[base.teacher])}
         spec["split"] = run.teacher_split
         spec["eval_eps"] = run.eval_eps
+        spec["aa_images"] = run.aa_images
     return _plain(spec)
 
 
@@ -138,4 +141,5 @@ def cell_spec(recipe: Recipe, cell: Cell) -> dict[str, Any]:
         spec["teacher"] = base_spec(recipe, cell.teacher) if cell.teacher else None
     if cell.kind != "repair" and cell.base.attack is None:
         spec["eval_eps"] = recipe.run.eval_eps
+        spec["aa_images"] = recipe.run.aa_images
     return _plain(spec)

@@ -1,10 +1,17 @@
-"""Replace one named section of a Markdown file (between HTML comment markers) with new text: how
-`mendnet bench --doc` and the scripts in benchmarks/ keep docs/benchmarks.md current."""
+"""Named sections of a Markdown file (between `<!-- begin NAME -->` and `<!-- end NAME -->`): how
+`mendnet bench --doc` and the scripts in benchmarks/ keep docs/benchmarks.md current; and the provenance
+line of a section written by `mendnet bench` (recipe file, command, commit, date)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from mendnet.bench.code import SHORT
 
 HEADER = (
     "# mendnet benchmarks\n\n"
@@ -23,3 +30,58 @@ def write_section(name: str, body: str, doc: Path) -> None:
     )
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a section's numbers come from: the recipe file, the command that wrote the section, the
+    commit (as `commit_text` words it) and the date."""
+
+    recipe_file: str
+    command: str
+    commit: str
+    date: str
+
+    def line(self) -> str:
+        """The provenance as the opening words of a section's settings line."""
+        return f"Recipe `{self.recipe_file}`, command `{self.command}`, {self.commit}, {self.date}"
+
+
+def git_state(paths: Sequence[Path]) -> tuple[str, bool] | None:
+    """(short HEAD commit, whether any of `paths` differs from it, untracked files included) of the git
+    checkout that holds `paths[0]`; paths outside that checkout are not looked at. None outside a
+    checkout or without git."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(paths[0]), *args], capture_output=True, text=True, check=True, timeout=60
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    top, head = git("rev-parse", "--show-toplevel"), git("rev-parse", "--short", "HEAD")
+    if not top or not head:
+        return None
+    inside = [str(p.resolve()) for p in paths if p.resolve().is_relative_to(Path(top).resolve())]
+    status = git("status", "--porcelain", "--", *inside)
+    return head, status != ""
+
+
+def commit_text(state: tuple[str, bool] | None, code: dict[str, str]) -> str:
+    """The commit as a section names it: "commit `abc1234`"; with changes not committed, "uncommitted
+    changes on commit `abc1234`, code HASH" (HASH: the source hash of `code`); outside a git checkout,
+    "no git commit, code HASH"."""
+    source = f"code `{code['source'][:SHORT]}`"
+    if state is None:
+        return f"no git commit, {source}"
+    head, dirty = state
+    return f"uncommitted changes on commit `{head}`, {source}" if dirty else f"commit `{head}`"
+
+
+def provenance(recipe_file: Path, command: str, package: Path, code: dict[str, str]) -> Provenance:
+    """The Provenance of a section written now by `command` from `recipe_file`, with the commit of the
+    checkout holding `package` (dirty when the package's source or the recipe file differ from it)."""
+    state = git_state([package, recipe_file])
+    return Provenance(str(recipe_file), command, commit_text(state, code), time.strftime("%Y-%m-%d"))

@@ -37,6 +37,7 @@ from mendnet.data.catalog import dataset_names
 from mendnet.errors import MendnetError
 from mendnet.models import architecture_names
 from mendnet.registry import REPAIRS
+from mendnet.robust.evaluation import AA_IMAGES
 from mendnet.threats.backdoor import TRIGGERS
 from mendnet.train import TrainConfig
 
@@ -71,7 +72,8 @@ class RunSettings:
     Robustifier cells: robust_teacher is the robustifier whose model (trained once per data set, model
     and seed, on the `teacher_split` half) is the teacher of methods with a robust teacher; `split` is
     the half the robustifiers train on ("all", or "source"/"target": Robust-KD's same-data split);
-    eval_eps the L∞ budget of their robustness report (None: 0.1 on 28×28 greyscale, else 8/255).
+    eval_eps the L∞ budget of their robustness report (None: 0.1 on 28×28 greyscale, else 8/255);
+    aa_images the test images AutoAttack runs on in that report (the first N; 0: no AutoAttack).
     """
 
     train_subset: int | None = None
@@ -84,12 +86,15 @@ class RunSettings:
     split: str = "all"
     teacher_split: str = "all"
     eval_eps: float | None = None
+    aa_images: int = AA_IMAGES
 
     def __post_init__(self) -> None:
         for name in ("train_subset", "test_images"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise MendnetError(f"run.{name} must be ≥ 1, got {value}")
+        if self.aa_images < 0:
+            raise MendnetError(f"run.aa_images must be ≥ 0, got {self.aa_images}")
         if self.threads < 1:
             raise MendnetError(f"run.threads must be ≥ 1, got {self.threads}")
         if not 0 < self.clean_fraction < 1:
@@ -124,6 +129,8 @@ class Recipe:
     attack_params: dict[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
     configs: dict[str, Any] = field(default_factory=dict)
     """Method name → its Config (every repair and robustifier of the grid, and the robust teacher's)."""
+    smoke: bool = False
+    """A smoke run (`mendnet.bench.smoke.smoke_recipe`; no TOML key sets it): its cells' specs say so."""
 
 
 def _names(value: Any, where: str, known: dict[str, Any] | None) -> tuple[str, ...]:

@@ -1,12 +1,13 @@
 """A grid's results: one tidy CSV (a row per cell and metric), one JSON (a record per cell), and Markdown
-tables with mean ± std over seeds (rows: data set, model, attack; columns: methods)."""
+tables with mean ± std over seeds (rows: data set, model, attack; columns: methods), where STALE marks a
+table cell that includes a stale record (one computed by other code, kept with `--keep-stale`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import statistics
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from mendnet.bench.cells import NATURAL, NO_REPAIR
 from mendnet.bench.recipe import Recipe
@@ -14,6 +15,7 @@ from mendnet.bench.recipe import Recipe
 KEYS = ("data", "model", "attack", "method", "seed")
 FRACTION_NAMES = {"acc": "ACC", "asr": "ASR", "ra": "RA", "der": "DER", "worst_case": "worst-case accuracy"}
 SECONDS_NAMES = {"train_seconds": "training seconds", "seconds": "seconds"}
+STALE = "†"
 
 
 def tidy_csv(records: Sequence[dict]) -> str:
@@ -55,9 +57,10 @@ def metric_order(records: Sequence[dict]) -> list[str]:
     return fixed + [m for m in present if m not in fixed and m not in tail] + tail
 
 
-def markdown_tables(recipe: Recipe, records: Sequence[dict]) -> str:
+def markdown_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str:
     """One Markdown table per metric: a row per (data, model, attack), a column per method, each cell the
-    mean ± std over the seeds finished. Data and model columns appear only when the grid varies them."""
+    mean ± std over the seeds finished, followed by STALE when one of its records' ids is in `stale`.
+    Data and model columns appear only when the grid varies them."""
     g = recipe.grid
     methods = (
         ([NO_REPAIR] if g.attacks else [])
@@ -84,13 +87,15 @@ def markdown_tables(recipe: Recipe, records: Sequence[dict]) -> str:
             shown = {"data": data, "model": model, "attack": attack}
             cells = []
             for method in used:
-                values = [
-                    r["metrics"][metric]
+                used_records = [
+                    r
                     for r in records
                     if (r["data"], r["model"], r["attack"], r["method"]) == (data, model, attack, method)
                     and metric in r["metrics"]
                 ]
-                cells.append(summarise(values, percent, len(g.seeds)) if values else "–")
+                values = [r["metrics"][metric] for r in used_records]
+                mark = f" {STALE}" if any(r["id"] in stale for r in used_records) else ""
+                cells.append(summarise(values, percent, len(g.seeds)) + mark if values else "–")
             lines.append("| " + " | ".join([*(shown[k] for k in lead), *cells]) + " |")
         out.append("\n".join(lines))
     return "\n\n".join(out) + "\n"

@@ -12,10 +12,11 @@ import torch
 
 from mendnet.artefact import atomic_write_bytes, atomic_write_json
 from mendnet.bench.cells import Cell, enumerate_cells
-from mendnet.bench.docs import write_section
+from mendnet.bench.code import short_code
+from mendnet.bench.docs import Provenance, write_section
 from mendnet.bench.engines import run_local, run_ray
 from mendnet.bench.recipe import Recipe
-from mendnet.bench.results import markdown_tables, tidy_csv
+from mendnet.bench.results import STALE, markdown_tables, tidy_csv
 from mendnet.bench.store import BenchStore
 from mendnet.errors import MendnetError
 from mendnet.progress import console
@@ -23,10 +24,12 @@ from mendnet.progress import console
 
 @dataclass
 class BenchSummary:
-    """What one run did: cells computed now, cells already finished, cells left (by --max-cells)."""
+    """What one run did: cells computed now (stale ones included), cells already finished with the
+    current code, stale cells kept (by keep_stale), cells left (by max_cells)."""
 
     computed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -39,10 +42,12 @@ def run_bench(
     engine: str = "local",
     ray_address: str | None = None,
     max_cells: int | None = None,
+    keep_stale: bool = False,
     progress: bool = True,
 ) -> BenchSummary:
     """Compute every unfinished cell of `recipe` into `out` (at most `max_cells` of them) and write the
-    results of all finished cells. engine: "local" (this process) or "ray"."""
+    results of all finished cells. engine: "local" (this process) or "ray". A finished cell computed by
+    other code (mendnet.bench.code) is recomputed, or with `keep_stale` kept and marked stale."""
     if engine not in ("local", "ray"):
         raise MendnetError(f"unknown engine {engine!r}; choose local or ray")
     if max_cells is not None and max_cells < 0:
@@ -53,8 +58,11 @@ def run_bench(
     summary = BenchSummary()
     todo: list[Cell] = []
     for cell in cells:
-        if store.record(recipe, cell) is not None:
+        record = store.record(recipe, cell)
+        if record is not None and store.is_current(record):
             summary.skipped.append(cell.id)
+        elif record is not None and keep_stale:
+            summary.stale.append(cell.id)
         else:
             todo.append(cell)
     if max_cells is not None:
@@ -76,45 +84,85 @@ def run_bench(
         else:
             run_local(recipe, store, todo, report, progress)
     summary.records = [r for c in cells if (r := store.record(recipe, c)) is not None]
+    stale = [r["id"] for r in summary.records if not store.is_current(r)]
     summary.seconds = time.perf_counter() - start
-    write_results(recipe, store.root, summary.records, len(cells))
+    write_results(recipe, store.root, summary.records, len(cells), store.code, stale)
     return summary
 
 
-def section_text(recipe: Recipe, records: list[dict], total: int) -> str:
-    """The Markdown of a recipe's results: heading, description, settings line, tables."""
+def settings_line(
+    recipe: Recipe, records: list[dict], total: int, code: dict[str, str], provenance: Provenance | None
+) -> str:
+    """Where the numbers come from (the provenance, or the recipe's name, the code and today's date), the
+    devices the cells ran on, threads, torch, how many cells are finished and the run's sizes."""
     run = recipe.run
+    if provenance is not None:
+        origin = provenance.line()
+    else:
+        origin = f"`mendnet bench`, recipe `{recipe.name}`, {short_code(code)}, {time.strftime('%Y-%m-%d')}"
+    devices = sorted({r.get("device", run.device) for r in records}) or [run.device]
+    return (
+        f"{origin}, device {', '.join(devices)}, {run.threads} thread(s) per cell, "
+        f"torch {torch.__version__}; {len(records)} of {total} cells; training subset "
+        f"{run.train_subset or 'all'}, test images {run.test_images or 'all'}, defender data "
+        f"{100 * run.clean_fraction:g}%. Percent."
+    )
+
+
+def section_text(
+    recipe: Recipe,
+    records: list[dict],
+    total: int,
+    code: dict[str, str],
+    stale: list[str],
+    provenance: Provenance | None = None,
+) -> str:
+    """The Markdown of a recipe's results: heading, description, settings line, tables (STALE on table
+    cells that include one of the `stale` record ids, and a note saying what that means)."""
     lines = [f"## {recipe.title}", ""]
     if recipe.description:
         lines += [recipe.description, ""]
     lines += [
-        f"`mendnet bench`, recipe `{recipe.name}`, {time.strftime('%Y-%m-%d')}, device {run.device}, "
-        f"{run.threads} thread(s) per cell, torch {torch.__version__}; {len(records)} of {total} cells; "
-        f"training subset {run.train_subset or 'all'}, test images {run.test_images or 'all'}, "
-        f"defender data {run.clean_fraction:.0%}. Percent.",
+        settings_line(recipe, records, total, code, provenance),
         "",
-        markdown_tables(recipe, records) if records else "(no finished cells)",
+        markdown_tables(recipe, records, set(stale)) if records else "(no finished cells)",
     ]
+    if stale:
+        lines += [
+            f"{STALE} includes stale cells: {len(stale)} of the {len(records)} were computed by other code "
+            f"than {short_code(code)} and kept by `--keep-stale` (their ids: results.json, `stale`).",
+        ]
     return "\n".join(lines)
 
 
-def write_results(recipe: Recipe, root: Path, records: list[dict], total: int) -> None:
-    """results.json (every finished record), results.csv (tidy) and tables.md in `root`."""
+def write_results(
+    recipe: Recipe, root: Path, records: list[dict], total: int, code: dict[str, str], stale: list[str]
+) -> None:
+    """results.json (every finished record, the current code identity, the stale record ids),
+    results.csv (tidy) and tables.md in `root`."""
     atomic_write_json(
         root / "results.json",
         {
             "recipe": recipe.name,
             "title": recipe.title,
+            "smoke": recipe.smoke,
             "cells": total,
             "finished": len(records),
+            "code": code,
+            "stale": stale,
             "records": records,
         },
     )
     atomic_write_bytes(root / "results.csv", tidy_csv(records).encode())
-    atomic_write_bytes(root / "tables.md", (section_text(recipe, records, total) + "\n").encode())
+    text = section_text(recipe, records, total, code, stale)
+    atomic_write_bytes(root / "tables.md", (text + "\n").encode())
 
 
-def write_doc_section(recipe: Recipe, root: Path, doc: Path, section: str | None = None) -> None:
-    """Write the results in `root` as section `section` (default: the recipe's name) of `doc`."""
+def write_doc_section(
+    recipe: Recipe, root: Path, doc: Path, provenance: Provenance, section: str | None = None
+) -> None:
+    """Write the results in `root` as section `section` (default: the recipe's name) of `doc`, opening
+    with `provenance`."""
     data = json.loads((root / "results.json").read_text())
-    write_section(section or recipe.name, section_text(recipe, data["records"], data["cells"]), doc)
+    text = section_text(recipe, data["records"], data["cells"], data["code"], data["stale"], provenance)
+    write_section(section or recipe.name, text, doc)

@@ -1,6 +1,11 @@
 """A bench output folder: `cells/ID.json` (one finished cell each, written atomically), `models/BASE/` (the
-cached base artefacts), and the results files. A cell or base counts as finished only when its recorded
-spec equals the recipe's, so changed settings are recomputed and nothing stale is reported."""
+cached base artefacts), and the results files.
+
+A cell's identity is its spec (the settings that determine it, `cells.cell_spec`) and the code it ran
+(`code.code_identity`: package version and source hash). A record with another spec does not count as
+the cell at all (changed settings are recomputed); a record with the same spec but other code is the
+cell's *stale* result, recomputed unless the run keeps stale cells. A base model is reused only when both
+its spec and its code match, so every cell computed now runs entirely on the current code."""
 
 from __future__ import annotations
 
@@ -9,18 +14,21 @@ from pathlib import Path
 
 from mendnet.artefact import META, atomic_output_dir, atomic_write_json, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
+from mendnet.bench.code import code_identity
 from mendnet.bench.recipe import Recipe
-from mendnet.bench.work import BENCH_KEY, read_folder
+from mendnet.bench.work import BENCH_KEY, CODE_KEY, read_folder
 
 CELLS = "cells"
 MODELS = "models"
 
 
 class BenchStore:
-    """The files of one bench run in `root`."""
+    """The files of one bench run in `root`, judged against the code identity `code` (default: the
+    running code's)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, code: dict[str, str] | None = None) -> None:
         self.root = Path(root)
+        self.code = code if code is not None else code_identity()
 
     def cell_path(self, cell: Cell) -> Path:
         return self.root / CELLS / f"{cell.id}.json"
@@ -29,7 +37,8 @@ class BenchStore:
         return self.root / MODELS / base.id
 
     def record(self, recipe: Recipe, cell: Cell) -> dict | None:
-        """The cell's finished record, or None (missing, unreadable, or made with other settings)."""
+        """The cell's finished record, current or stale, or None (missing, unreadable, or made with
+        other settings)."""
         try:
             record = json.loads(self.cell_path(cell).read_text())
         except (OSError, ValueError):
@@ -38,14 +47,20 @@ class BenchStore:
             return None
         return record
 
+    def is_current(self, record: dict) -> bool:
+        """Whether `record` was computed by the code this store is judged against."""
+        return record.get("code") == self.code
+
     def base_files(self, recipe: Recipe, base: BaseKey) -> dict[str, bytes] | None:
-        """The cached base artefact's files, or None (missing, or trained with other settings)."""
+        """The cached base artefact's files, or None (missing, or trained with other settings or code)."""
         folder = self.base_path(base)
         try:
             meta = json.loads((folder / META).read_text())
         except (OSError, ValueError):
             return None
         if not isinstance(meta, dict) or meta.get(BENCH_KEY) != base_spec(recipe, base):
+            return None
+        if meta.get(CODE_KEY) != self.code:
             return None
         return read_folder(folder)
 

@@ -15,6 +15,7 @@ import torch
 
 from mendnet.artefact import load_artefact, write_artefact, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
+from mendnet.bench.code import code_identity
 from mendnet.bench.recipe import Recipe
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
@@ -28,6 +29,9 @@ from mendnet.threats.backdoor.spec import PoisonSpec
 
 BENCH_KEY = "bench"
 """The key of a base artefact's model.json that holds its `base_spec`."""
+
+CODE_KEY = "bench_code"
+"""The key of a base artefact's model.json that holds the code identity it was trained with."""
 
 NOT_METRICS = ("eps_linf", "eval_images")
 """Numbers of a robustness report that describe the setting, kept in a record's info."""
@@ -57,6 +61,13 @@ def cell_environment(threads: int, seed: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def device_label(device: torch.device) -> str:
+    """The device a cell ran on, as its record and the docs name it ("cpu", "cuda:0 (NVIDIA H200)")."""
+    if device.type == "cuda":
+        return f"{device.type}:{device.index or 0} ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def read_folder(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (relative name → bytes)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -64,7 +75,7 @@ def read_folder(folder: Path) -> dict[str, bytes]:
 
 def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[str, bytes]:
     """Train the base model (backdoored, robust teacher, or natural) and return its artefact files;
-    model.json records the base spec under "bench"."""
+    model.json records the base spec under "bench" and the code identity under "bench_code"."""
     run = recipe.run
     device = resolve_device(run.device)
     ref = DataRef(base.data, run.data_dir)
@@ -93,6 +104,7 @@ def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[st
                 train_subset=run.train_subset,
             )
         outcome.meta[BENCH_KEY] = base_spec(recipe, base)
+        outcome.meta[CODE_KEY] = code_identity()
         write_artefact(Path(tmp), outcome.model, outcome.meta, outcome.metrics)
         return read_folder(Path(tmp))
 
@@ -121,6 +133,7 @@ def robustify(
         train_subset=run.train_subset,
         eval_images=len(sets[1]),
         eval_eps=run.eval_eps,
+        aa_images=run.aa_images,
         seed=seed,
         device=resolve_device(run.device),
         progress=progress,
@@ -153,7 +166,8 @@ def run_cell(
     teacher_files: dict[str, bytes] | None = None,
     progress: bool = False,
 ) -> dict:
-    """Compute one cell on its base (and teacher), given as artefact files; return its JSON-able record."""
+    """Compute one cell on its base (and teacher), given as artefact files; return its JSON-able record
+    (with the code identity of the process that computed it and the device it ran on)."""
     run = recipe.run
     device = resolve_device(run.device)
     start = time.perf_counter()
@@ -168,7 +182,13 @@ def run_cell(
                 seed = cell.base.seed
                 metrics.update(
                     robust_metrics(
-                        model, sets[1], eps=run.eval_eps, device=device, seed=seed, progress=progress
+                        model,
+                        sets[1],
+                        eps=run.eval_eps,
+                        device=device,
+                        seed=seed,
+                        progress=progress,
+                        aa_images=run.aa_images,
                     )
                 )
         elif cell.kind == "repair":
@@ -202,5 +222,7 @@ def run_cell(
         "metrics": flat_metrics(metrics),
         "info": info,
         "spec": cell_spec(recipe, cell),
+        "code": code_identity(),
+        "device": device_label(device),
         "cell_seconds": time.perf_counter() - start,
     }

@@ -18,6 +18,7 @@ from mendnet.cli.common import prepare_data
 from mendnet.cli.demo import add_demo_parser, cmd_demo
 from mendnet.cli.detect import add_detect_parser, add_locate_parser, cmd_detect, cmd_locate
 from mendnet.cli.evaluate import add_eval_parser, cmd_eval
+from mendnet.cli.mend import add_mend_parser, cmd_mend
 from mendnet.cli.repair import add_repair_parser, add_robustify_parser, cmd_repair, cmd_robustify
 from mendnet.cli.train import add_poison_parser, add_train_parser, cmd_poison, cmd_train
 from mendnet.errors import MendnetError
@@ -36,6 +37,7 @@ PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_robustify_parser,
     add_bench_parser,
     add_audit_parser,
+    add_mend_parser,
     add_demo_parser,
 )
 """The sub-commands' parsers, in the order `mendnet --help` lists them."""
@@ -52,6 +54,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "robustify": cmd_robustify,
     "bench": cmd_bench,
     "audit": cmd_audit,
+    "mend": cmd_mend,
     "demo": cmd_demo,
 }
 

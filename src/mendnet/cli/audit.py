@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mendnet.artefact import atomic_output_dir, save_artefact, write_files
 from mendnet.audit import AuditConfig, audit_model
-from mendnet.cli.common import add_common, add_data, check_out, data_ref
+from mendnet.cli.common import add_common, add_model_source, check_out, data_ref
 from mendnet.cli.config import flag, parse_number
 from mendnet.detect.reversed_trigger import TRIGGER_FILE
 from mendnet.device import resolve_device
@@ -26,13 +26,7 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
         "attention maps of defender images stamped with the most suspicious label's reversed trigger, "
         "and advice. Writes report.html (self-contained), report.md, audit.json and the figures.",
     )
-    p.add_argument(
-        "model",
-        help="artefact folder, a weights file (.safetensors/.pt, with --arch and --data), or "
-        "module:factory / path/file.py:factory returning the trained network (with --data)",
-    )
-    p.add_argument("--arch", default=None, help="architecture of a weights file (a name or module:factory)")
-    add_data(p, default=None)
+    add_model_source(p)
     d = AuditConfig()
     for name, text in (
         ("test_images", "first N test images"),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from mendnet.artefact import check_writable
 from mendnet.bench import load_recipe, run_bench, write_doc_section
+from mendnet.bench.code import PACKAGE, code_identity
+from mendnet.bench.docs import provenance
+from mendnet.bench.smoke import SMOKE_FOLDER, smoke_recipe
 from mendnet.errors import MendnetError
 
 
@@ -17,38 +21,82 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="run a benchmark grid described by a TOML recipe (resumable; locally or on Ray)",
         description="Run the grid of a recipe (data sets × models × attacks × repairs or robustifiers × "
         "seeds; see recipes/). Each finished cell is saved as cells/ID.json in the output folder and "
-        "skipped when the run is repeated; results.csv, results.json and tables.md (mean ± std over "
-        "seeds) cover every finished cell.",
+        "skipped when the run is repeated with the same settings and the same code (package version and "
+        "source hash); a cell computed by other code is recomputed, or kept and marked stale (†) with "
+        "--keep-stale. results.csv, results.json and tables.md (mean ± std over seeds) cover every "
+        "finished cell.",
     )
     p.add_argument("recipe", type=Path, help="recipe TOML file")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/bench-NAME)")
     p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (extra: mendnet[ray])")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
     p.add_argument("--max-cells", type=int, default=None, help="stop after computing N cells")
-    p.add_argument("--doc", type=Path, default=None, help="also write the tables as a section of this file")
+    p.add_argument(
+        "--keep-stale",
+        action="store_true",
+        help="keep finished cells computed by other code instead of recomputing them (tables mark them †)",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run the recipe at a tiny size (first seed, a few hundred images, one epoch; seconds per cell) "
+        f"into OUT/{SMOKE_FOLDER}, apart from real results; checks the recipe still runs, its numbers are "
+        "not results",
+    )
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="also write the tables as a section of this file, naming the recipe, the command, the commit, "
+        "the device and the date",
+    )
     p.add_argument("--section", default=None, help="section name in --doc (default: the recipe's name)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The `mendnet bench` command of `args`, as a docs section quotes it (--quiet left out)."""
+    argv = ["mendnet", "bench", str(args.recipe)]
+    for flag, value in (
+        ("--out", args.out),
+        ("--ray-address", args.ray_address),
+        ("--max-cells", args.max_cells),
+        ("--doc", args.doc),
+        ("--section", args.section),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [flag for flag, on in (("--ray", args.ray), ("--keep-stale", args.keep_stale)) if on]
+    return shlex.join(argv)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.recipe.is_dir():
         raise MendnetError(f"recipe {args.recipe} is a folder; give a recipe file, e.g. recipes/smoke.toml")
+    if args.smoke and args.doc:
+        raise MendnetError("--doc does not take a --smoke run: its numbers are not results")
     recipe = load_recipe(args.recipe)
     out = args.out or Path("runs") / f"bench-{recipe.name}"
+    if args.smoke:
+        recipe, out = smoke_recipe(recipe), out / SMOKE_FOLDER
     check_writable(out)  # an existing output folder is resumed
-    if args.doc:
+    origin = None
+    if args.doc:  # the commit and the code as the run starts
         check_writable(args.doc, is_file=True)
+        origin = provenance(args.recipe, command_line(args), PACKAGE, code_identity())
     summary = run_bench(
         recipe,
         out,
         engine="ray" if args.ray or args.ray_address else "local",
         ray_address=args.ray_address,
         max_cells=args.max_cells,
+        keep_stale=args.keep_stale,
         progress=not args.quiet,
     )
-    if args.doc:
-        write_doc_section(recipe, out, args.doc, args.section)
+    if origin is not None:
+        write_doc_section(recipe, out, args.doc, origin, args.section)
+    kept = f", {len(summary.stale)} stale kept" if summary.stale else ""
     print(
-        f"{len(summary.computed)} cells computed, {len(summary.skipped)} already finished, "
+        f"{len(summary.computed)} cells computed, {len(summary.skipped)} already finished{kept}, "
         f"{len(summary.missing)} left ({summary.seconds:.0f} s) → {out}/results.csv, tables.md"
     )

@@ -41,6 +41,17 @@ def add_data(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") 
     add_download(p)
 
 
+def add_model_source(p: argparse.ArgumentParser) -> None:
+    """The model as a user names it (`jobs.load.load_model`) and the data options it may need."""
+    p.add_argument(
+        "model",
+        help="artefact folder, a weights file (.safetensors/.pt, with --arch and --data), or "
+        "module:factory / path/file.py:factory returning the trained network (with --data)",
+    )
+    p.add_argument("--arch", default=None, help="architecture of a weights file (a name or module:factory)")
+    add_data(p, default=None)
+
+
 def data_ref(args: argparse.Namespace) -> DataRef:
     """The data set named by `--data`, `--data-dir` and `--image-size`."""
     return DataRef(args.data, args.data_dir, args.image_size)

@@ -44,11 +44,12 @@ class DefenderData:
 def defender_data(
     art: Artefact, clean_fraction: float, seed: int, sets: tuple[ImageSet, ImageSet] | None = None
 ) -> DefenderData:
-    """Load (or take `sets`) the artefact's data, check the model fits it, and split off the defender's
-    clean training and validation images."""
+    """Load (or take `sets`) the artefact's data, check the model fits it (against the training set, so
+    that a job that never evaluates does not touch the test set), and split off the defender's clean
+    training and validation images."""
     ref = data_of(art.meta)
     train, test = sets if sets is not None else ref.load()
-    check_fits(art.model, test)
+    check_fits(art.model, train)
     threat = threat_of(art.meta)
     split = defender_of(threat, len(train), clean_fraction, seed)
     d_train, d_val = defender_sets(train, split)

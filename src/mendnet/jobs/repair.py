@@ -4,30 +4,21 @@ before and after."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
-from mendnet.artefact import Artefact, provenance, write_artefact
+from mendnet.artefact import Artefact, provenance
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import backdoor_metrics, der
 from mendnet.jobs.defender import defender_data, oracle_trigger
-from mendnet.jobs.train import TrainOutcome
+from mendnet.jobs.outcome import ModelOutcome
 from mendnet.models import Classifier
 from mendnet.registry import REPAIRS
 from mendnet.repair.context import RepairContext, asks_for_oracle
 from mendnet.threats.backdoor.spec import backdoor_test_for
-
-
-@dataclass
-class RepairOutcome:
-    model: Classifier
-    meta: dict[str, Any]
-    metrics: dict[str, Any]
-    files: dict[str, bytes | str] = field(default_factory=dict)
 
 
 def repair_model(
@@ -42,7 +33,7 @@ def repair_model(
     teacher: Classifier | None = None,
     sets: tuple[ImageSet, ImageSet] | None = None,
     before: dict[str, float] | None = None,
-) -> RepairOutcome:
+) -> ModelOutcome:
     """Run a registered repair on an artefact's model with seeded clean defender data, and measure
     ACC/ASR/RA before and after, DER and wall-clock seconds."""
     if method not in REPAIRS:
@@ -90,11 +81,4 @@ def repair_model(
         "defender": data.split.to_json(),
         "provenance": provenance(seed),
     }
-    return RepairOutcome(result.model.cpu(), meta, metrics, result.files)
-
-
-def write_outcome(
-    folder: Path, outcome: TrainOutcome | RepairOutcome, files: dict[str, bytes | str] | None = None
-) -> None:
-    """Write a train or repair outcome as an artefact in `folder`, with its own files unless `files`."""
-    write_artefact(folder, outcome.model, outcome.meta, outcome.metrics, files or outcome.files)
+    return ModelOutcome(result.model.cpu(), meta, metrics, result.files)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import torch
@@ -12,18 +12,11 @@ from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
 from mendnet.errors import MendnetError
 from mendnet.evaluate import backdoor_metrics
+from mendnet.jobs.outcome import ModelOutcome
 from mendnet.models import Classifier, ModelSpec, build_classifier, check_fits
 from mendnet.report.poison_grid import trigger_png
 from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for
 from mendnet.train import TrainConfig, fit
-
-
-@dataclass
-class TrainOutcome:
-    model: Classifier
-    meta: dict[str, Any]
-    metrics: dict[str, Any]
-    files: dict[str, bytes | str] = field(default_factory=dict)
 
 
 def train_model(
@@ -38,7 +31,7 @@ def train_model(
     sets: tuple[ImageSet, ImageSet] | None = None,
     train_subset: int | None = None,
     clean_model: Classifier | None = None,
-) -> TrainOutcome:
+) -> ModelOutcome:
     """Train `arch` on `data` (poisoned first when `poison_spec` is given) and evaluate it.
 
     sets: already loaded (train, test) sets, to avoid reading files again.
@@ -122,4 +115,4 @@ def train_model(
         "training": {**asdict(cfg), "history": [asdict(e) for e in history.epochs]},
         "provenance": provenance(seed),
     }
-    return TrainOutcome(model.cpu(), meta, metrics, files)
+    return ModelOutcome(model.cpu(), meta, metrics, files)

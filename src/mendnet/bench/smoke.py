@@ -1,0 +1,92 @@
+"""`mendnet bench RECIPE --smoke`: the same grid at a tiny size, so that every cell takes seconds.
+
+Every data set, model, attack and method of the recipe stays (so a recipe that no longer matches the code
+fails in its smoke run); what shrinks is how much each step does: the first seed only, a few hundred
+training images, one epoch of every training loop, a few test images, a few hundred defender images, no
+AutoAttack (its fixed budgets, Square's 5,000 queries among them, take over 10 s a cell even on a few
+images), and the inner loops of attacks and methods (optimisation steps, Neural Cleanse batches,
+AI-Lancet pairs and copies). The result is a Recipe with `smoke=True` (its cells' specs say so) and its
+own name; the CLI puts its results in a folder of their own, so smoke numbers never mix with real ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mendnet.bench.recipe import Recipe
+from mendnet.threats.backdoor import TRIGGERS, trigger_parameters
+
+SMOKE_FOLDER = "smoke"
+"""The sub-folder of a recipe's output folder that holds its smoke run."""
+
+TRAIN_IMAGES = 200
+"""Training images of every trained model (`run.train_subset`)."""
+TEST_IMAGES = 30
+"""Test images of every evaluation (`run.test_images`)."""
+CLEAN_FRACTION = 0.003
+"""Defender data (of the full training set: 180 Fashion-MNIST images)."""
+
+CAPS: dict[str, int] = {
+    "epochs": 1,
+    "batches_per_epoch": 2,
+    "steps": 2,
+    "attempts": 1,
+    "images": 16,
+    "pairs": 8,
+    "copies": 2,
+    "pool_size": 20,
+}
+"""Upper bounds on integer settings of the training, the attacks' triggers and the methods' Configs, by
+field name; a name ending in "_epochs" (teacher, fine-tuning, unlearning epochs) is capped as "epochs"."""
+
+
+def cap(name: str, value: Any) -> Any:
+    """`value` bounded by CAPS for the setting `name` (unchanged when no cap applies or it is not an int)."""
+    key = "epochs" if name.endswith("_epochs") else name
+    if key in CAPS and type(value) is int:
+        return min(value, CAPS[key])
+    return value
+
+
+def shrink(config: Any) -> Any:
+    """A copy of the Config dataclass `config` with every capped setting bounded (validated again)."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init}
+    return dataclasses.replace(config, **{k: cap(k, v) for k, v in values.items() if cap(k, v) != v})
+
+
+def smoke_attack_params(recipe: Recipe) -> dict[str, tuple[tuple[str, Any], ...]]:
+    """Each attack's trigger parameters: the recipe's, with every capped parameter (given or default)
+    bounded; a default that needs no cap is left out, as the recipe leaves it out."""
+    out = {}
+    for name in recipe.grid.attacks:
+        given = dict(recipe.attack_params.get(name, ()))
+        defaults = {f.name: f.default for f in dataclasses.fields(TRIGGERS[name].trigger)}
+        values = {key: given.get(key, defaults[key]) for key in trigger_parameters(name)}
+        params = {**given, **{k: cap(k, v) for k, v in values.items() if cap(k, v) != v}}
+        if params:
+            out[name] = tuple(sorted(params.items()))
+    return out
+
+
+def smoke_recipe(recipe: Recipe) -> Recipe:
+    """`recipe` at the smoke size (see the module docstring): the first seed, TRAIN_IMAGES training and
+    TEST_IMAGES test images, CLEAN_FRACTION defender data, no AutoAttack, one epoch, capped inner loops."""
+    run = recipe.run
+    return dataclasses.replace(
+        recipe,
+        name=f"{recipe.name}-smoke",
+        title=f"{recipe.title} (smoke run: tiny sizes, not results)",
+        grid=dataclasses.replace(recipe.grid, seeds=recipe.grid.seeds[:1]),
+        run=dataclasses.replace(
+            run,
+            train_subset=min(run.train_subset or TRAIN_IMAGES, TRAIN_IMAGES),
+            test_images=min(run.test_images or TEST_IMAGES, TEST_IMAGES),
+            clean_fraction=min(run.clean_fraction, CLEAN_FRACTION),
+            aa_images=0,
+        ),
+        train=shrink(recipe.train),
+        attack_params=smoke_attack_params(recipe),
+        configs={name: shrink(config) for name, config in recipe.configs.items()},
+        smoke=True,
+    )
