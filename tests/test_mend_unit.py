@@ -41,7 +41,6 @@ def test_the_model_is_kept_without_a_large_enough_gain_or_a_qualifying_candidate
 
 
 def test_parts_are_disjoint_seeded_and_cover_the_clean_images():
-    # each image's label is its index, to check that the parts are disjoint and cover the set
     ids = ImageSet(
         torch.zeros(1000, 1, 2, 2, dtype=torch.uint8),
         torch.arange(1000),
@@ -51,10 +50,9 @@ def test_parts_are_disjoint_seeded_and_cover_the_clean_images():
     )
     a, b, c = split_parts(ids, 0.2, seed=3)
     assert (len(a), len(b), len(c)) == (720, 80, 200)
-    drawn = torch.cat([a.labels, b.labels, c.labels])
-    assert sorted(drawn.tolist()) == list(range(1000))
+    assert sorted(torch.cat([a, b, c]).tolist()) == list(range(1000))
     again = split_parts(ids, 0.2, seed=3)
-    assert all(torch.equal(x.labels, y.labels) for x, y in zip((a, b, c), again, strict=True))
+    assert all(torch.equal(x, y) for x, y in zip((a, b, c), again, strict=True))
     with pytest.raises(MendnetError, match="at least"):
         split_parts(ids.subset(torch.arange(40)), 0.2, seed=0)
 
@@ -99,3 +97,16 @@ def test_mend_runs_end_to_end_and_records_every_step():
         "total",
     }
     assert any("scan done" in line for line in lines)
+
+
+def test_candidates_that_use_a_trigger_get_the_scans(tmp_path):
+    """The registry's `uses_trigger` decides which candidates get the scan's triggers (and the suspect
+    label when the config has one); the others run with their defaults."""
+    cfg = MendConfig()
+    path = tmp_path / "t.safetensors"
+    lancet = cfg.candidate_config("lancet-finetune", path, 3)
+    assert (lancet.trigger, lancet.label) == (str(path), 3)
+    assert cfg.candidate_config("neural-cleanse", path, 3).trigger == str(path)
+    assert cfg.candidate_config("fst", path, 3) == type(cfg.candidate_config("fst", path, 3))()
+    nad_cfg = cfg.candidate_config("nad", path, 3)
+    assert (nad_cfg.lr, nad_cfg.teacher_init) == (cfg.nad_lr, cfg.nad_teacher)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,6 +91,14 @@ def backdoor_metrics(
         preds = predict(model, backdoor.data, transform=backdoor.trigger.apply, device=device)
         out["asr"] = float((preds == backdoor.attack_labels).float().mean())
         out["ra"] = float((preds == backdoor.data.labels).float().mean())
+    return out
+
+
+def compared(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """A repaired model's metrics: `after`'s, "before" (the input model's), and DER when an ASR is known."""
+    out: dict[str, Any] = {**after, "before": before}
+    if "asr" in after:
+        out["der"] = der(before, after)
     return out
 
 

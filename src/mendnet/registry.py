@@ -16,10 +16,14 @@ from mendnet.robust import agkd_bml, fgsm_rs, pgd_at, robust_kd, shafahi_kd, tra
 
 @dataclass(frozen=True)
 class Method:
+    """uses_trigger: the method repairs with a reversed trigger (its config's `trigger` field takes a
+    reversed-trigger file; `mendnet mend` hands it the scan's)."""
+
     name: str
     summary: str
     config: type
     run: Callable[..., Any]
+    uses_trigger: bool = False
 
 
 REPAIRS: dict[str, Method] = {
@@ -53,18 +57,21 @@ REPAIRS: dict[str, Method] = {
         "Neural Cleanse: reverse the trigger, then unlearn it (Wang et al., S&P 2019)",
         neural_cleanse.Config,
         neural_cleanse.run,
+        uses_trigger=True,
     ),
     "lancet-flip": Method(
         "lancet-flip",
         "AI-Lancet neuron-flip: flip the signs of the error-inducing weights (Zhao et al., CCS 2021)",
         lancet.FlipConfig,
         lancet.run_flip,
+        uses_trigger=True,
     ),
     "lancet-finetune": Method(
         "lancet-finetune",
         "AI-Lancet neuron fine-tuning: train only the error-inducing weights (Zhao et al., CCS 2021)",
         lancet.FinetuneConfig,
         lancet.run_finetune,
+        uses_trigger=True,
     ),
 }
 

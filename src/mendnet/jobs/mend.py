@@ -13,7 +13,7 @@ import torch
 from mendnet.artefact import Artefact, provenance
 from mendnet.data.imageset import ImageSet
 from mendnet.detect.reversed_trigger import TRIGGER_FILE, TRIGGER_PNG
-from mendnet.evaluate import backdoor_metrics, der
+from mendnet.evaluate import backdoor_metrics, compared
 from mendnet.jobs.defender import defender_data
 from mendnet.jobs.outcome import ModelOutcome
 from mendnet.mend.report import render_pages
@@ -39,10 +39,7 @@ def mend_artefact(
     """Mend `art`'s model from its defender data. evaluate: afterwards, measure ACC (and ASR/RA of a
     recorded backdoor) of the untouched and the kept model on the test set, for the report only."""
     data = defender_data(art, clean_fraction, seed, sets)
-    clean = data.d_train.with_data(
-        torch.cat([data.d_train.images, data.d_val.images]),
-        torch.cat([data.d_train.labels, data.d_val.labels]),
-    )
+    clean = data.train.subset(torch.cat([data.split.train, data.split.val]))  # every defender image
     result = mend(art.model, clean, config, seed=seed, device=device, progress=progress, say=say)
     record = result.record()
     metrics: dict[str, Any] = {"chosen": result.decision.chosen, "seconds": result.seconds["total"]}
@@ -51,9 +48,7 @@ def mend_artefact(
         before = backdoor_metrics(art.model.to(device), data.test, backdoor, device=device)
         after = backdoor_metrics(result.model.to(device), data.test, backdoor, device=device)
         record["test"] = {"original": before, "kept": after}
-        metrics.update(after, before=before)
-        if "asr" in after:
-            metrics["der"] = der(before, after)
+        metrics.update(compared(before, after))
     meta = {
         "data": data.ref.to_json(),
         "threat": art.meta.get("threat"),

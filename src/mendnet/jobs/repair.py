@@ -12,7 +12,7 @@ import torch
 from mendnet.artefact import Artefact, provenance
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
-from mendnet.evaluate import backdoor_metrics, der
+from mendnet.evaluate import backdoor_metrics, compared
 from mendnet.jobs.defender import defender_data, oracle_trigger
 from mendnet.jobs.outcome import ModelOutcome
 from mendnet.models import Classifier
@@ -64,9 +64,7 @@ def repair_model(
     result = REPAIRS[method].run(art.model.to(device), ctx, config)
     seconds = time.perf_counter() - start
     after = backdoor_metrics(result.model, test, backdoor, device=device)
-    metrics: dict[str, Any] = {**after, "seconds": seconds, "before": before}
-    if "asr" in after:
-        metrics["der"] = der(before, after)
+    metrics: dict[str, Any] = {**compared(before, after), "seconds": seconds}
     meta = {
         "data": data.ref.to_json(),
         "threat": art.meta.get("threat"),

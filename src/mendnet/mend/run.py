@@ -16,7 +16,7 @@ import copy
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from mendnet.mend.decide import ORIGINAL, Decision, Rule, Score, decide
 from mendnet.mend.scan import Scan, scan
 from mendnet.models import Classifier
 from mendnet.registry import REPAIRS
-from mendnet.repair import nad, neural_cleanse
+from mendnet.repair import nad
 from mendnet.repair.context import RepairContext
 
 DEFAULT_CANDIDATES = ("fst", "nad", "lancet-finetune", "fineprune")
@@ -72,14 +72,17 @@ class MendConfig:
 
     def candidate_config(self, name: str, trigger_file: Path, label: int) -> Any:
         """The config mend runs candidate `name` with: the method's defaults, NAD's validation-chosen
-        settings, and the scan's trigger for the methods that need one."""
+        settings, and, for a method that declares `uses_trigger`, the scan's reversed triggers (and the
+        suspect `label` when its config takes one)."""
         if name == "nad":
             return nad.Config(lr=self.nad_lr, teacher_init=self.nad_teacher)
-        if name in ("lancet-finetune", "lancet-flip"):
-            return REPAIRS[name].config(trigger=str(trigger_file), label=label)
-        if name == "neural-cleanse":
-            return neural_cleanse.Config(trigger=str(trigger_file))
-        return REPAIRS[name].config()
+        method = REPAIRS[name]
+        if not method.uses_trigger:
+            return method.config()
+        given: dict[str, Any] = {"trigger": str(trigger_file)}
+        if "label" in {f.name for f in fields(method.config)}:
+            given["label"] = label
+        return method.config(**given)
 
 
 @dataclass
@@ -126,20 +129,23 @@ class MendResult:
         }
 
 
-def split_parts(clean: ImageSet, val_share: float, seed: int) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """(repair train, repair val, mend val): a seeded share `val_share` for mend's validation, the rest
-    split 90/10 for the candidates (their methods' own held-out rules)."""
+def split_parts(
+    clean: ImageSet, val_share: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices into `clean` (seeded, each sorted): (repair train, repair val, mend val). A share
+    `val_share` is mend's validation part; the rest is the repair part, split 90/10 for the candidates
+    (their methods' own held-out rules)."""
     perm = torch.randperm(len(clean), generator=torch.Generator().manual_seed(seed))
     n_val = round(val_share * len(clean))
     rest = perm[n_val:]
     n_repair_val = max(1, round(0.1 * len(rest)))
-    parts = (rest[n_repair_val:], rest[:n_repair_val], perm[:n_val])
-    if min(len(parts[0]), len(parts[2])) < MIN_PART_IMAGES:
+    train, repair_val, mend_val = rest[n_repair_val:], rest[:n_repair_val], perm[:n_val]
+    if min(len(train), len(mend_val)) < MIN_PART_IMAGES:
         raise MendnetError(
             f"mend needs at least {MIN_PART_IMAGES} images in its repair and validation parts; {len(clean)} "
-            f"clean images at val_share {val_share} give {len(parts[0])} and {len(parts[2])}: bring more"
+            f"clean images at val_share {val_share} give {len(train)} and {len(mend_val)}: bring more"
         )
-    return tuple(clean.subset(p.sort().values) for p in parts)  # type: ignore[return-value]
+    return train.sort().values, repair_val.sort().values, mend_val.sort().values
 
 
 def proxy_asr(
@@ -180,15 +186,14 @@ def mend(
         raise MendnetError(
             f"model outputs {model.spec.num_classes} classes, the clean data has {clean.num_classes}"
         )
-    r_train, r_val, m_val = split_parts(clean, config.val_share, seed)
+    train_idx, val_idx, mend_idx = split_parts(clean, config.val_share, seed)
+    r_train, r_val, m_val = clean.subset(train_idx), clean.subset(val_idx), clean.subset(mend_idx)
+    repair_part = clean.subset(torch.cat([train_idx, val_idx]).sort().values)
     parts = {"repair_train": len(r_train), "repair_val": len(r_val), "mend_val": len(m_val)}
     net = copy.deepcopy(model).to(device).eval()
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    say(f"mend: scanning {model.spec.num_classes} labels on {len(r_train) + len(r_val)} repair images")
-    repair_part = r_train.with_data(
-        torch.cat([r_train.images, r_val.images]), torch.cat([r_train.labels, r_val.labels])
-    )
+    say(f"mend: scanning {model.spec.num_classes} labels on {len(repair_part)} repair images")
     found = scan(net, repair_part, config.scan_config(), seed=seed, device=device, progress=progress)
     seconds["scan"] = time.perf_counter() - start
     say(
