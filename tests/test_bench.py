@@ -20,6 +20,7 @@ from mendnet.bench.recipe import tomllib
 from mendnet.bench.store import BenchStore
 from mendnet.cli import main
 from mendnet.errors import MendnetError
+from mendnet.registry import ROBUSTIFIERS
 
 # The acceptance grid: two attacks × two repairs × two seeds (plus each backdoored model's own "none" cell)
 # with small budgets: small CNN, 600 training images, 1 epoch, 0.5% defender data, 200 test images.
@@ -333,14 +334,14 @@ def test_robustifier_cells_get_their_teachers():
     assert [c.method for c in cells] == ["natural", *registry.ROBUSTIFIERS]
     natural = cells[0].base
     for cell in cells[1:]:
-        role = getattr(recipe.configs[cell.method], "teacher_role", None)
+        role = ROBUSTIFIERS[cell.method].teacher
         if role == "natural":
             assert cell.teacher == natural
         elif role == "robust":
             assert cell.teacher.teacher == "pgd-at" and cell.teacher.id.endswith("teacher-pgd-at--s0")
         else:
             assert cell.teacher is None
-    assert {getattr(recipe.configs[c.method], "teacher_role", None) for c in cells[1:]} >= {
+    assert {ROBUSTIFIERS[c.method].teacher for c in cells[1:]} >= {
         None,
         "natural",
         "robust",

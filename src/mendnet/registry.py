@@ -1,29 +1,45 @@
-"""The one registry of methods: name → (Config dataclass with the paper's defaults, run function).
+"""The one registry of methods: name → Method (Config dataclass with the paper's defaults, run function,
+and what the method can use: a teacher, a reversed trigger, the recorded trigger as an oracle).
 
-The CLI's `repair` and `robustify` sub-commands and the benchmark grids are generated from it.
+The CLI's `repair` and `robustify` sub-commands (their flags, which take `--teacher`), the audit's
+advice, mend's candidates and the benchmark grids (which cells get a teacher) are generated from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Literal
 
 from mendnet.repair import fineprune, finetune, fst, mcr, nad, neural_cleanse
 from mendnet.repair.lancet import repair as lancet
 from mendnet.robust import agkd_bml, fgsm_rs, pgd_at, robust_kd, shafahi_kd, trades
 
+Teacher = Literal["optional", "natural", "robust"]
+
 
 @dataclass(frozen=True)
 class Method:
-    """uses_trigger: the method repairs with a reversed trigger (its config's `trigger` field takes a
-    reversed-trigger file; `mendnet mend` hands it the scan's)."""
+    """A registered method and its declared capabilities.
+
+    teacher: None (the method takes no teacher), "optional" (a repair that builds its own when none is
+    given: NAD's attention teacher, MCR's endpoint), "natural" or "robust" (a robustifier that distils
+    a required teacher of that kind). uses_trigger: the method repairs with a reversed trigger (its
+    config's `trigger` field takes a reversed-trigger file; `mendnet mend` hands it the scan's).
+    """
 
     name: str
     summary: str
     config: type
     run: Callable[..., Any]
+    teacher: Teacher | None = None
     uses_trigger: bool = False
+
+    @property
+    def oracle(self) -> bool:
+        """Whether the method can be run with the recorded (true) trigger: its config has an
+        `oracle_trigger` field (off by default; the output then records `"oracle": true`)."""
+        return "oracle_trigger" in {f.name for f in fields(self.config)}
 
 
 REPAIRS: dict[str, Method] = {
@@ -39,7 +55,9 @@ REPAIRS: dict[str, Method] = {
         fst.Config,
         fst.run,
     ),
-    "nad": Method("nad", "Neural Attention Distillation (Li et al., ICLR 2021)", nad.Config, nad.run),
+    "nad": Method(
+        "nad", "Neural Attention Distillation (Li et al., ICLR 2021)", nad.Config, nad.run, teacher="optional"
+    ),
     "fineprune": Method(
         "fineprune",
         "Fine-pruning: prune dormant last-layer channels, then fine-tune (Liu et al., RAID 2018)",
@@ -51,6 +69,7 @@ REPAIRS: dict[str, Method] = {
         "Mode Connectivity Repair: a point on a curve to a fine-tuned copy (Zhao et al., ICLR 2020)",
         mcr.Config,
         mcr.run,
+        teacher="optional",
     ),
     "neural-cleanse": Method(
         "neural-cleanse",
@@ -93,17 +112,20 @@ ROBUSTIFIERS: dict[str, Method] = {
         "distil a robust teacher's penultimate features (Shafahi et al., ICLR 2020)",
         shafahi_kd.Config,
         shafahi_kd.run,
+        teacher="robust",
     ),
     "robust-kd": Method(
         "robust-kd",
         "distil a robust teacher's stage features and input Jacobians (Zhang & Yi, 2021)",
         robust_kd.Config,
         robust_kd.run,
+        teacher="robust",
     ),
     "agkd-bml": Method(
         "agkd-bml",
         "attention-guided distillation + bidirectional metric learning (Wang et al., ICCV 2021)",
         agkd_bml.Config,
         agkd_bml.run,
+        teacher="natural",
     ),
 }

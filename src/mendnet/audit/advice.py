@@ -7,14 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mendnet import registry
 from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.registry import ROBUSTIFIERS
 from mendnet.threats.adversarial.autoattack import PGD_GAP_FLAG
-
-
-def robustifier_names() -> list[str]:
-    """The registered robustness methods (none in a build without them)."""
-    return list(getattr(registry, "ROBUSTIFIERS", {}))
 
 
 def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str]:
@@ -74,13 +69,10 @@ def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str
             f"its full version: `mendnet attack {model_ref} --attack autoattack --images 1000`."
         )
     if worst < report["settings"]["weak_robustness"] * clean_acc:
-        names = robustifier_names()
-        method = "pgd-at" if "pgd-at" in names else (names[0] if names else None)
+        distil = [name for name, m in ROBUSTIFIERS.items() if m.teacher]
         step = (
-            f"run `mendnet robustify {method} --model {model_ref}` (see `mendnet robustify --help` for "
-            "Robust-KD and AGKD-BML, which distil a robust teacher)"
-            if method
-            else "train it adversarially (PGD-AT)"
+            f"run `mendnet robustify pgd-at --model {model_ref}` (see `mendnet robustify --help` for "
+            f"{', '.join(distil)}, which distil a teacher)"
         )
         out.append(
             f"Robust accuracy is low: {100 * worst:.1f}% worst case at ε = {robust['eps']:.3g} against "

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mendnet.bench.recipe import Recipe
+from mendnet.registry import ROBUSTIFIERS
 
 NO_REPAIR = "none"
 NATURAL = "natural"
@@ -88,7 +89,7 @@ def enumerate_cells(recipe: Recipe) -> list[Cell]:
                     }
                     cells.append(Cell(base, NATURAL, "base"))
                     for name in g.robustifiers:
-                        role = getattr(recipe.configs[name], "teacher_role", None)
+                        role = ROBUSTIFIERS[name].teacher
                         cells.append(Cell(base, name, "robustify", teachers.get(role or "")))
     return cells
 

@@ -36,7 +36,7 @@ from mendnet.bench.settings import config_from_table
 from mendnet.data.catalog import dataset_names
 from mendnet.errors import MendnetError
 from mendnet.models import architecture_names
-from mendnet.registry import REPAIRS
+from mendnet.registry import REPAIRS, ROBUSTIFIERS
 from mendnet.robust.evaluation import AA_IMAGES
 from mendnet.threats.backdoor import TRIGGERS
 from mendnet.train import TrainConfig
@@ -155,13 +155,6 @@ def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def robustifiers() -> dict[str, Any]:
-    """The registry of robustness methods (empty in a build without one)."""
-    from mendnet import registry
-
-    return dict(getattr(registry, "ROBUSTIFIERS", {}))
-
-
 def _grid(table: dict[str, Any]) -> Grid:
     unknown = sorted(set(table) - set(GRID_KEYS))
     if unknown:
@@ -183,7 +176,7 @@ def _grid(table: dict[str, Any]) -> Grid:
         models=models,
         attacks=_names(table.get("attacks", []), "attacks", dict(TRIGGERS)),
         repairs=_names(table.get("repairs", []), "repairs", dict(REPAIRS)),
-        robustifiers=_names(table.get("robustifiers", []), "robustifiers", robustifiers()),
+        robustifiers=_names(table.get("robustifiers", []), "robustifiers", dict(ROBUSTIFIERS)),
         seeds=tuple(seeds),
     )
     if not grid.data or not grid.models:
@@ -199,7 +192,7 @@ def _method_configs(doc: dict[str, Any], grid: Grid) -> dict[str, Any]:
     configs: dict[str, Any] = {}
     for section, key, chosen, registry in (
         ("repair", "repairs", grid.repairs, dict(REPAIRS)),
-        ("robustify", "robustifiers", grid.robustifiers, robustifiers()),
+        ("robustify", "robustifiers", grid.robustifiers, dict(ROBUSTIFIERS)),
     ):
         tables = _table(doc, section)
         for name, settings in tables.items():
@@ -215,13 +208,12 @@ def _method_configs(doc: dict[str, Any], grid: Grid) -> dict[str, Any]:
 
 def _teacher_config(doc: dict[str, Any], run: RunSettings, configs: dict[str, Any]) -> None:
     """Add the robust teacher's Config when a robustifier of the grid distils a robust teacher."""
-    needs = [n for n, c in configs.items() if getattr(c, "teacher_role", None) == "robust"]
+    needs = [n for n in configs if n in ROBUSTIFIERS and ROBUSTIFIERS[n].teacher == "robust"]
     if not needs or run.robust_teacher in configs:
         return
-    known = robustifiers()
-    if run.robust_teacher not in known:
+    if run.robust_teacher not in ROBUSTIFIERS:
         raise MendnetError(f"run.robust_teacher: unknown robustifier {run.robust_teacher!r} (for {needs[0]})")
-    configs[run.robust_teacher] = known[run.robust_teacher].config()
+    configs[run.robust_teacher] = ROBUSTIFIERS[run.robust_teacher].config()
 
 
 def _attack_params(doc: dict[str, Any], grid: Grid) -> dict[str, tuple[tuple[str, Any], ...]]:

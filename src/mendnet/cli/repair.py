@@ -19,6 +19,9 @@ from mendnet.robust.evaluation import AA_IMAGES, report_rows
 from mendnet.robust.job import robustify_model
 from mendnet.robust.transfer import SPLITS
 
+# What a repair that takes an optional teacher (`Method.teacher == "optional"`) uses it for.
+TEACHER_HELP = {"nad": "attention teacher", "mcr": "the curve's second endpoint: a fine-tuned"}
+
 
 def add_repair_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("repair", help="repair a backdoored model", description="Repair a model artefact.")
@@ -27,12 +30,12 @@ def add_repair_parser(sub: argparse._SubParsersAction) -> None:
         m = methods.add_parser(name, help=method.summary, description=method.config.__doc__)
         m.add_argument("--model", type=Path, required=True, help="artefact folder of the model to repair")
         add_clean_fraction(m)
-        if name == "nad":
+        if method.teacher == "optional":
             m.add_argument(
                 "--teacher",
                 type=Path,
                 default=None,
-                help="teacher artefact (default: fine-tune a copy of the model)",
+                help=f"{TEACHER_HELP[name]} artefact (default: fine-tune a copy of the model)",
             )
         add_config_arguments(m, method.config, f"{name} settings")
         add_common(m, "output artefact folder (default: runs/PARENT-METHOD)")
@@ -52,7 +55,7 @@ def add_robustify_parser(sub: argparse._SubParsersAction) -> None:
     methods = p.add_subparsers(dest="method", required=True, metavar="METHOD")
     for name, method in ROBUSTIFIERS.items():
         m = methods.add_parser(name, help=method.summary, description=method.config.__doc__)
-        role = getattr(method.config, "teacher_role", None)
+        role = method.teacher
         if role:
             m.add_argument(
                 "--teacher",

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -76,8 +75,6 @@ class Config(Schedule):
     an unsmoothed teacher. MART is on by default (the release's β = 6). Switching it off gained 2–3
     worst-case points in `agkd_ablation`, but that was measured on the test set, so it chose nothing:
     the release's setting stands until a validation-split run says otherwise (docs/deviations.md)."""
-
-    teacher_role: ClassVar[str] = "natural"
 
     eps: float | None = None
     alpha: float | None = None

@@ -77,7 +77,7 @@ def robustify_model(
 
     if method not in ROBUSTIFIERS:
         raise MendnetError(f"unknown robustifier {method!r}; known: {', '.join(ROBUSTIFIERS)}")
-    role = getattr(config, "teacher_role", None)
+    role = ROBUSTIFIERS[method].teacher
     if role and teacher is None:
         raise MendnetError(f"{method} needs a {role} teacher: pass --teacher ARTEFACT")
     if not role and teacher is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
@@ -38,8 +37,6 @@ class Config(Schedule):
     α ∈ {0.5, 0.05}, β ∈ {5e-3, 5e-4}). β = 0 drops the Jacobian term (the "features" variant).
     stages: module names in both models (default: the student's stages). lr 0.01: our choice, since the
     student starts from the teacher."""
-
-    teacher_role: ClassVar[str] = "robust"
 
     lr: float = 0.01
     alpha: float = 50.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar
 
 from mendnet.errors import MendnetError
 from mendnet.losses.feature_distill import squared_l2
@@ -28,8 +27,6 @@ from mendnet.train import fit
 @dataclass(frozen=True)
 class Config(Schedule):
     """λ (`weight`) = 1.0 on the mean squared penultimate-feature difference; lr 0.01 (our choices)."""
-
-    teacher_role: ClassVar[str] = "robust"
 
     lr: float = 0.01
     weight: float = 1.0
