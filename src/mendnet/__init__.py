@@ -38,23 +38,6 @@ _API = {
     "MendnetError": "mendnet.errors",
 }
 
-__all__ = [
-    "Classifier",
-    "ImageSet",
-    "MendnetError",
-    "__version__",
-    "accuracy",
-    "attack",
-    "audit",
-    "load",
-    "load_artefact",
-    "mend",
-    "repair",
-    "robust_accuracy",
-    "save",
-    "wrap",
-]
-
 
 class _Entry:
     # A name that is both an API function (call it) and a sub-package (its other attributes); its
@@ -98,6 +81,8 @@ class _Entry:
 
 _ENTRIES = {"repair": _Entry("repair"), "audit": _Entry("audit"), "mend": _Entry("mend")}
 globals().update(_ENTRIES)
+
+__all__ = sorted([*_API, *_ENTRIES, "__version__"])
 
 
 class _Package(_types.ModuleType):

@@ -23,7 +23,7 @@ from mendnet.repair import finetune, nad
 from mendnet.report.attention_grid import attention_grid_png
 from mendnet.report.tables import markdown_table, print_table
 from mendnet.threats.backdoor.spec import PoisonSpec
-from mendnet.train import TrainConfig
+from mendnet.train import TrainConfig, train_config_from
 
 ATTENTION_IMAGES = 4
 
@@ -64,15 +64,7 @@ class DemoConfig:
     def train_config(self) -> TrainConfig:
         """The backdoored model's training: SGD Nesterov, cosine schedule, crop (pad 2) and flip.
         benchmarks/attack_table.py and defense_table.py train with these settings."""
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            nesterov=True,
-            schedule="cosine",
-            crop_padding=2,
-            flip=True,
-        )
+        return train_config_from(self, nesterov=True, schedule="cosine", crop_padding=2, flip=True)
 
 
 def run_demo(
@@ -101,30 +93,25 @@ def run_demo(
         write_outcome(tmp / "backdoored", trained)
         backdoored = Artefact(trained.model, trained.meta, trained.metrics, Path(out) / "backdoored")
         before = {k: trained.metrics[k] for k in ("acc", "asr", "ra")}
-        ft = repair_model(
-            backdoored,
-            "finetune",
-            finetune.Config(),
-            clean_fraction=cfg.clean_fraction,
-            seed=cfg.seed,
-            device=device,
-            progress=progress,
-            sets=sets,
-            before=before,
-        )
-        write_outcome(tmp / "finetune", ft)
-        repaired = repair_model(
-            backdoored,
-            "nad",
-            nad.Config(lr=cfg.nad_lr, teacher_init=cfg.nad_teacher),
-            clean_fraction=cfg.clean_fraction,
-            seed=cfg.seed,
-            device=device,
-            progress=progress,
-            sets=sets,
-            before=before,
-        )
-        write_outcome(tmp / "nad", repaired)
+        repairs = {
+            "finetune": finetune.Config(),
+            "nad": nad.Config(lr=cfg.nad_lr, teacher_init=cfg.nad_teacher),
+        }
+        outcomes = {}
+        for method, config in repairs.items():
+            outcomes[method] = repair_model(
+                backdoored,
+                method,
+                config,
+                clean_fraction=cfg.clean_fraction,
+                seed=cfg.seed,
+                device=device,
+                progress=progress,
+                sets=sets,
+                before=before,
+            )
+            write_outcome(tmp / method, outcomes[method])
+        ft, repaired = outcomes["finetune"], outcomes["nad"]
         metrics = {
             "backdoored": trained.metrics,
             "finetune": ft.metrics,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,22 @@ class TrainConfig:
     @property
     def augment(self) -> Augment:
         return Augment(crop_padding=self.crop_padding, flip=self.flip, cutout=self.cutout)
+
+
+def train_config_from(
+    config: Any, owner: type | None = None, prefix: str = "", **settings: Any
+) -> TrainConfig:
+    """The TrainConfig of a method's config dataclass: each of its fields named `prefix` + a TrainConfig
+    field (e.g. "unlearn_epochs" for prefix "unlearn_") gives that TrainConfig field its value; `settings`
+    give the others (a field given both ways is a TypeError). owner: read only the fields this dataclass
+    declares (a base config whose subclasses add fields of their own); default: all of `config`'s."""
+    names = {f.name for f in fields(TrainConfig)}
+    shared = {
+        f.name.removeprefix(prefix): getattr(config, f.name)
+        for f in fields(owner or config)
+        if f.name.startswith(prefix) and f.name.removeprefix(prefix) in names
+    }
+    return TrainConfig(**shared, **settings)
 
 
 class LossTerm(Protocol):
@@ -252,3 +268,20 @@ def fit(
             )
     model.eval()
     return history
+
+
+class RunContext(Protocol):
+    """What `fit_in` reads from a method's context (`RepairContext`, `RobustContext`)."""
+
+    seed: int
+    device: torch.device | str
+    progress: bool
+
+
+def fit_in(
+    ctx: RunContext, model: nn.Module, data: ImageSet, cfg: TrainConfig, *, description: str, **hooks: Any
+) -> TrainHistory:
+    """`fit` with the seed, device and progress of a method's context; `hooks`: fit's other keywords
+    (extra_loss, objective, params, after_backward, after_step)."""
+    run = {"seed": ctx.seed, "device": ctx.device, "progress": ctx.progress}
+    return fit(model, data, cfg, description=description, **run, **hooks)

@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 
 from mendnet.artefact import atomic_write_bytes, atomic_write_json, load_artefact
-from mendnet.cli.common import add_common, check_out
+from mendnet.cli.common import add_common, check_out, run_options
 from mendnet.cli.config import flag, parse_number
-from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
 from mendnet.jobs.attack import DEFAULT_ATTACKS, attack_artefact
 from mendnet.report.steps_curve import parse_steps
@@ -130,9 +129,7 @@ def cmd_attack(args: argparse.Namespace) -> None:
         cascade=args.cascade,
         grid=args.png is not None,
         steps_curve=curve_steps,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
+        **run_options(args),
     )
     if outcome.png is not None:
         atomic_write_bytes(args.png, outcome.png)

@@ -14,6 +14,16 @@ from mendnet.detect.reversed_trigger import TRIGGER_FILE
 from mendnet.device import resolve_device
 from mendnet.jobs.load import load_model
 
+# AuditConfig's whole-number settings, each a flag of the field's name: (field, help)
+COUNT_SETTINGS = (
+    ("test_images", "first N test images"),
+    ("nc_epochs", "Neural Cleanse epochs"),
+    ("nc_batches", "Neural Cleanse batches per epoch"),
+    ("nc_batch_size", "Neural Cleanse batch size"),
+    ("attack_steps", "PGD-L∞ and CW-L∞ steps"),
+    ("aa_images", "images of the budgeted AutoAttack, 0: none"),
+)
+
 
 def add_audit_parser(sub: argparse._SubParsersAction) -> None:
     """`audit MODEL`: accuracy, Neural Cleanse, robust accuracy, attention maps and advice (mendnet.audit)."""
@@ -28,14 +38,7 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_source(p)
     d = AuditConfig()
-    for name, text in (
-        ("test_images", "first N test images"),
-        ("nc_epochs", "Neural Cleanse epochs"),
-        ("nc_batches", "Neural Cleanse batches per epoch"),
-        ("nc_batch_size", "Neural Cleanse batch size"),
-        ("attack_steps", "PGD-L∞ and CW-L∞ steps"),
-        ("aa_images", "images of the budgeted AutoAttack, 0: none"),
-    ):
+    for name, text in COUNT_SETTINGS:
         p.add_argument(flag(name), type=int, default=getattr(d, name), help=f"{text} ({getattr(d, name)})")
     p.add_argument("--eps", type=parse_number, default=None, help="L∞ budget, e.g. 8/255 (default: above)")
     p.add_argument(
@@ -51,17 +54,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
     name = Path(args.model.rstrip("/")).name.replace(":", "-") or "model"
     out = args.out or Path("runs") / f"audit-{name}"
     check_out(out, args.force)
-    cfg = AuditConfig(
-        test_images=args.test_images,
-        clean_fraction=args.clean_fraction,
-        nc_epochs=args.nc_epochs,
-        nc_batches=args.nc_batches,
-        nc_batch_size=args.nc_batch_size,
-        attack_steps=args.attack_steps,
-        aa_images=args.aa_images,
-        eps=args.eps,
-        seed=args.seed,
-    )
+    counts = {name: getattr(args, name) for name, _ in COUNT_SETTINGS}
+    cfg = AuditConfig(**counts, clean_fraction=args.clean_fraction, eps=args.eps, seed=args.seed)
     art = load_model(args.model, args.arch, data_ref(args) if args.data else None)
     model_ref = str(art.path) if art.path else str(out / "model")  # a bare model is saved for the repairs
     outcome = audit_model(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mendnet.artefact import check_writable
 from mendnet.cli.config import parse_number
 from mendnet.data.catalog import SPLITS, check_data_dir, dataset_info, dataset_names, find_split
 from mendnet.data.readers import FOLDER_IMAGE_SIZE
 from mendnet.data.ref import DataRef
+from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
 
 
@@ -21,6 +23,11 @@ def add_common(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
     if out_help:
         p.add_argument("--out", type=Path, default=None, help=out_help)
         p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The job keywords of `add_common`'s flags: seed, the resolved device and progress (off with --quiet)."""
+    return {"seed": args.seed, "device": resolve_device(args.device), "progress": not args.quiet}
 
 
 def add_data(p: argparse.ArgumentParser, default: str | None = "fashion-mnist") -> None:

@@ -9,46 +9,56 @@ from pathlib import Path
 from typing import Any
 
 from mendnet.artefact import atomic_output_dir, load_artefact, write_files
-from mendnet.cli.common import add_clean_fraction, add_common, check_out
+from mendnet.cli.common import add_clean_fraction, add_common, check_out, run_options
 from mendnet.cli.config import add_config_arguments, config_from_args
 from mendnet.detect.neural_cleanse import Config as NCConfig
-from mendnet.device import resolve_device
 from mendnet.jobs.detect import detect_artefact
 from mendnet.repair.lancet.job import locate_artefact
 from mendnet.repair.lancet.repair import Config as LancetConfig
 from mendnet.report.tables import print_detection_table
 
 
+def add_analysis_parser(
+    sub: argparse._SubParsersAction, command: str, config: type, settings: str, summary: str, description: str
+) -> None:
+    """The sub-command `command` of an analysis (`analyse_artefact`): the artefact, the defender fraction,
+    the flags of `config` (group `settings`) and the output folder (default runs/ARTEFACT-COMMAND); the
+    description ends with the config's docstring."""
+    p = sub.add_parser(command, help=summary, description=description + (config.__doc__ or ""))
+    p.add_argument("model", type=Path, help="artefact folder")
+    add_clean_fraction(p)
+    add_config_arguments(p, config, settings)
+    add_common(p, f"output folder (default: runs/ARTEFACT-{command})")
+
+
 def add_detect_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    add_analysis_parser(
+        sub,
         "detect",
-        help="find a backdoor's target label by Neural Cleanse",
+        NCConfig,
+        "neural cleanse settings",
+        summary="find a backdoor's target label by Neural Cleanse",
         description="Reverse-engineer the smallest trigger of every label on seeded clean defender data "
         "and flag the labels whose trigger is anomalously small (Neural Cleanse, Wang et al. 2019). "
         "Writes detect.json, reversed_trigger.safetensors (reusable by `repair neural-cleanse --trigger`) "
-        "and reversed_trigger.png; the input artefact is not changed. " + (NCConfig.__doc__ or ""),
+        "and reversed_trigger.png; the input artefact is not changed. ",
     )
-    p.add_argument("model", type=Path, help="artefact folder")
-    add_clean_fraction(p)
-    add_config_arguments(p, NCConfig, "neural cleanse settings")
-    add_common(p, "output folder (default: runs/ARTEFACT-detect)")
 
 
 def add_locate_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    add_analysis_parser(
+        sub,
         "locate",
-        help="find the error-inducing weights of a backdoor or of misclassifications (AI-Lancet)",
+        LancetConfig,
+        "ai-lancet settings",
+        summary="find the error-inducing weights of a backdoor or of misclassifications (AI-Lancet)",
         description="Locate the error-inducing neurons (weights) behind wrong outputs on seeded clean "
         "defender data (AI-Lancet, Zhao et al. 2021): per-layer ablation statistics, the chosen layer and "
         "its vote map. Backdoor mode uses Neural Cleanse's reversed trigger of the flagged label (the "
         "recorded trigger only with --oracle-trigger); --misclassified locates the defender images the "
         "model gets wrong. Writes locate.json, votes.safetensors and lancet.png; the input artefact is not "
-        "changed. " + (LancetConfig.__doc__ or ""),
+        "changed. ",
     )
-    p.add_argument("model", type=Path, help="artefact folder")
-    add_clean_fraction(p)
-    add_config_arguments(p, LancetConfig, "ai-lancet settings")
-    add_common(p, "output folder (default: runs/ARTEFACT-locate)")
 
 
 def analyse_artefact(
@@ -63,9 +73,7 @@ def analyse_artefact(
         load_artefact(args.model),
         config,
         clean_fraction=args.clean_fraction,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
+        **run_options(args),
     )
     with atomic_output_dir(out, args.force) as tmp:
         write_files(tmp, outcome.files)

@@ -9,8 +9,14 @@ import sys
 from pathlib import Path
 
 from mendnet.artefact import atomic_output_dir
-from mendnet.cli.common import add_clean_fraction, add_common, add_model_source, check_out, data_ref
-from mendnet.device import resolve_device
+from mendnet.cli.common import (
+    add_clean_fraction,
+    add_common,
+    add_model_source,
+    check_out,
+    data_ref,
+    run_options,
+)
 from mendnet.errors import MendnetError
 from mendnet.jobs.load import load_model
 from mendnet.jobs.mend import mend_artefact
@@ -72,9 +78,7 @@ def cmd_mend(args: argparse.Namespace) -> None:
         art,
         config,
         clean_fraction=args.clean_fraction,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
+        **run_options(args),
         evaluate=args.evaluate,
         say=lambda line: print(line, file=sys.stderr, flush=True),
     )

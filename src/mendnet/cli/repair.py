@@ -7,10 +7,9 @@ import argparse
 from pathlib import Path
 
 from mendnet.artefact import load_artefact, save_artefact
-from mendnet.cli.common import add_clean_fraction, add_common, add_data, check_out, data_ref
+from mendnet.cli.common import add_clean_fraction, add_common, add_data, check_out, data_ref, run_options
 from mendnet.cli.config import add_config_arguments, config_from_args, parse_number
 from mendnet.data.ref import DataRef, data_of
-from mendnet.device import resolve_device
 from mendnet.jobs.repair import repair_model
 from mendnet.models import architecture_names
 from mendnet.registry import REPAIRS, ROBUSTIFIERS
@@ -103,9 +102,7 @@ def cmd_repair(args: argparse.Namespace) -> None:
         args.method,
         cfg,
         clean_fraction=args.clean_fraction,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
+        **run_options(args),
         teacher=teacher,
     )
     save_artefact(out, outcome.model, outcome.meta, outcome.metrics, outcome.files, force=args.force)
@@ -137,9 +134,7 @@ def cmd_robustify(args: argparse.Namespace) -> None:
         eval_images=args.eval_images,
         eval_eps=args.eval_eps,
         aa_images=args.aa_images,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
+        **run_options(args),
     )
     save_artefact(out, outcome.model, outcome.meta, outcome.metrics, force=args.force)
     m = outcome.metrics

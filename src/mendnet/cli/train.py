@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mendnet.artefact import save_artefact
-from mendnet.cli.common import add_common, add_data, check_out, data_ref
+from mendnet.cli.common import add_common, add_data, check_out, data_ref, run_options
 from mendnet.cli.config import add_config_arguments, config_from_args, parse_number
 from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
@@ -152,9 +152,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         args.model,
         cfg,
         poison_spec=spec,
-        seed=args.seed,
-        device=resolve_device(args.device),
-        progress=not args.quiet,
+        **run_options(args),
         train_subset=args.train_subset,
     )
     save_artefact(out, outcome.model, outcome.meta, outcome.metrics, outcome.files, force=args.force)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mendnet.errors import MendnetError
-from mendnet.models.taps import FeatureTap
+from mendnet.models.taps import FeatureTap, hooks_removed
 
 
 def dummy_forward(model: nn.Module, input_shape: tuple[int, int, int]) -> object:
@@ -65,11 +65,8 @@ def discover_stages(model: nn.Module, input_shape: tuple[int, int, int]) -> tupl
         return record
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
-    try:
+    with hooks_removed(handles):
         dummy_forward(model, input_shape)
-    finally:
-        for handle in handles:
-            handle.remove()
 
     groups: dict[tuple[int, int], list[str]] = {}
     for name, size in events:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 
 import torch
@@ -26,6 +27,16 @@ def missing_modules_message(model: nn.Module, names: Sequence[str]) -> str | Non
         where = repr(parent) if parent else type(model).__name__
         parts.append(f"{name!r} is not a module ({where} contains: {children})")
     return "; ".join(parts) if parts else None
+
+
+@contextmanager
+def hooks_removed(handles: Sequence[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
+    """Context manager: remove the hooks `handles` on exit, also when the body raises."""
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class FeatureTap:

@@ -43,6 +43,7 @@ from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy, eval_batch_size
 from mendnet.models import Classifier, FeatureTap
 from mendnet.models.stages import dummy_forward
+from mendnet.models.taps import hooks_removed
 from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
 
@@ -93,11 +94,8 @@ def find_prune_site(model: Classifier) -> PruneSite:
         module.register_forward_hook(lambda *_, name=name: order.append(name))
         for name, module in leaves.items()
     ]
-    try:
+    with hooks_removed(handles):
         dummy_forward(model, model.spec.input_shape)
-    finally:
-        for handle in handles:
-            handle.remove()
     convs = [i for i, name in enumerate(order) if isinstance(leaves[name], nn.Conv2d)]
     if not convs:
         raise MendnetError(f"fine-pruning needs a convolutional layer, and {model.spec.arch} runs none")

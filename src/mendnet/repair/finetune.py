@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from torch import nn
 
 from mendnet.models import Classifier
 from mendnet.repair.context import RepairContext, RepairResult
-from mendnet.train import TrainConfig, fit
+from mendnet.train import TrainConfig, fit_in, train_config_from
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Config:
     def train_config(self) -> TrainConfig:
         """The training loop's settings from FT's own fields (a subclass, such as fine-pruning's Config,
         adds fields of its own)."""
-        return TrainConfig(schedule="constant", **{f.name: getattr(self, f.name) for f in fields(Config)})
+        return train_config_from(self, Config, schedule="constant")
 
 
 def run(
@@ -46,14 +46,12 @@ def run(
     """Return a fine-tuned copy of `model` (the input model is not changed). after_backward: the training
     loop's hook, called after each backward (e.g. fine-pruning keeps pruned weights' gradients at zero)."""
     tuned = copy.deepcopy(model)
-    history = fit(
+    history = fit_in(
+        ctx,
         tuned,
         ctx.defender_train,
         config.train_config(),
         after_backward=after_backward,
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
         description="fine-tune",
     )
     return RepairResult(tuned, {"train_seconds": history.seconds})

@@ -26,7 +26,7 @@ from torch import nn
 from mendnet.errors import MendnetError
 from mendnet.models import Classifier
 from mendnet.repair.context import RepairContext, RepairResult
-from mendnet.train import TrainConfig, fit
+from mendnet.train import TrainConfig, fit_in, train_config_from
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,7 @@ class Config:
             raise MendnetError(f"FST's alpha must be a number ≥ 0, got {self.alpha}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule="cosine",
-            crop_padding=self.crop_padding,
-            flip=self.flip,
-        )
+        return train_config_from(self, schedule="cosine")
 
 
 def head_name(model: Classifier) -> str:
@@ -123,15 +114,13 @@ def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> Rep
     original = head.weight.detach().clone().to(ctx.device)
     norm = float(original.norm())
     reinitialise(head, torch.Generator().manual_seed(ctx.seed))
-    history = fit(
+    history = fit_in(
+        ctx,
         tuned,
         ctx.defender_train,
         config.train_config(),
         extra_loss=ShiftPenalty(head, original, config.alpha),
         after_step=norm_projection(head, norm),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
         description="feature shift tuning",
     )
     return RepairResult(tuned, {"head": name, "train_seconds": history.seconds})

@@ -56,7 +56,7 @@ from mendnet.evaluate import accuracy
 from mendnet.models import Classifier
 from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
-from mendnet.train import TrainConfig, fit
+from mendnet.train import TrainConfig, fit_in, train_config_from
 
 T_RULES = ("middle", "smallest")
 
@@ -94,17 +94,7 @@ class Config:
             raise MendnetError(f"unknown t rule {self.t_rule!r}; choose {', '.join(T_RULES)}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule="cosine",
-            crop_padding=self.crop_padding,
-            flip=self.flip,
-            cutout=self.cutout,
-        )
+        return train_config_from(self, schedule="cosine")
 
 
 def bezier(t: float, start: torch.Tensor, bend: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
@@ -204,14 +194,12 @@ def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> Rep
         ft = finetune.run(model, ctx, finetune.Config(epochs=config.finetune_epochs))
         end, info["endpoint"], info["endpoint_seconds"] = ft.model, "finetune", ft.info["train_seconds"]
     curve = BezierCurve(model, end, seed=ctx.seed)
-    history = fit(
+    history = fit_in(
+        ctx,
         curve,
         ctx.defender_train,
         config.train_config(),
         params=list(curve.bend.parameters()),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
         description="MCR curve",
     )
 

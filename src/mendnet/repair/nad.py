@@ -26,7 +26,7 @@ from mendnet.models import Classifier, build_classifier, check_attention_stages
 from mendnet.models.taps import FeatureTap
 from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
-from mendnet.train import TrainConfig, fit
+from mendnet.train import TrainConfig, fit_in, train_config_from
 
 TEACHER_INITS = ("finetune", "finetune-student", "scratch")
 
@@ -98,19 +98,12 @@ class Config:
 
     def train_config(self) -> TrainConfig:
         """The student's training: `lr` until epoch lr_drop_epoch, then the absolute `lr_after_drop`."""
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
+        return train_config_from(
+            self,
             nesterov=True,
-            weight_decay=self.weight_decay,
             schedule="step",
             milestones=(self.lr_drop_epoch,),
             milestone_lrs=(self.lr_after_drop,),
-            crop_padding=self.crop_padding,
-            flip=self.flip,
-            cutout=self.cutout,
         )
 
 
@@ -178,14 +171,8 @@ def train_teacher(model: Classifier, ctx: RepairContext, config: Config) -> tupl
         torch.manual_seed(ctx.seed)
         teacher = build_classifier(model.spec)
         cfg = replace(ft.train_config(), lr=config.teacher_lr or 0.1, schedule="cosine")
-    history = fit(
-        teacher,
-        ctx.defender_train,
-        cfg,
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description=f"NAD teacher ({config.teacher_init})",
+    history = fit_in(
+        ctx, teacher, ctx.defender_train, cfg, description=f"NAD teacher ({config.teacher_init})"
     )
     return teacher, history.seconds
 
@@ -209,15 +196,8 @@ def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> Rep
         prm.requires_grad_(False)
     term = AttentionDistillation(teacher, s_stages, t_stages, [s_shapes[s][1:] for s in s_stages], config)
     student = copy.deepcopy(model)
-    history = fit(
-        student,
-        ctx.defender_train,
-        config.train_config(),
-        extra_loss=term,
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="NAD student",
+    history = fit_in(
+        ctx, student, ctx.defender_train, config.train_config(), extra_loss=term, description="NAD student"
     )
     info.update(stages=list(s_stages), teacher_stages=list(t_stages), train_seconds=history.seconds)
     return RepairResult(student, info)

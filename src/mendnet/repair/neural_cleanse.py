@@ -27,7 +27,7 @@ from mendnet.errors import MendnetError
 from mendnet.models import Classifier
 from mendnet.repair import finetune
 from mendnet.repair.context import RepairContext, RepairResult
-from mendnet.train import TrainConfig, fit
+from mendnet.train import TrainConfig, fit_in, train_config_from
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,8 @@ class Config(nc.Config):
 
     def unlearn_config(self) -> TrainConfig:
         ft = finetune.Config()
-        return TrainConfig(
-            epochs=self.unlearn_epochs,
-            batch_size=self.unlearn_batch_size,
-            lr=self.unlearn_lr,
-            momentum=ft.momentum,
-            weight_decay=ft.weight_decay,
-            schedule="constant",
+        return train_config_from(
+            self, prefix="unlearn_", momentum=ft.momentum, weight_decay=ft.weight_decay, schedule="constant"
         )
 
 
@@ -126,14 +121,6 @@ def run(model: Classifier, ctx: RepairContext, config: Config = Config()) -> Rep
         info["unlearning"] = "skipped: no label flagged, the model is returned unchanged"
         return RepairResult(repaired, info, files)
     data, stamped = stamp_defender_set(ctx.defender_train, triggers, flagged, config.stamp_fraction, ctx.seed)
-    history = fit(
-        repaired,
-        data,
-        config.unlearn_config(),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="NC unlearning",
-    )
+    history = fit_in(ctx, repaired, data, config.unlearn_config(), description="NC unlearning")
     info.update(unlearning=f"stamped {stamped} of {len(data)} images", train_seconds=history.seconds)
     return RepairResult(repaired, info, files)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import torch
 
-from mendnet.report.figure import pyplot
+from mendnet.report.figure import png_bytes, pyplot
 
 
 def perturbation_grid_png(
@@ -43,7 +42,4 @@ def perturbation_grid_png(
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -10,7 +9,7 @@ import torch
 from mendnet.losses.attention import attention_map
 from mendnet.models import Classifier, check_attention_stages
 from mendnet.models.taps import FeatureTap
-from mendnet.report.figure import pyplot
+from mendnet.report.figure import png_bytes, pyplot
 
 
 @torch.inference_mode()
@@ -64,7 +63,4 @@ def attention_grid_png(
             axes[r][0].set_yticks([])
     fig.suptitle(f"attention A({operator}, p={p}) of triggered images", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (1.6 * rows)))  # leave the title its own band
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

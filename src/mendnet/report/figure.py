@@ -4,7 +4,12 @@ import it)."""
 
 from __future__ import annotations
 
+import io
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def pyplot() -> ModuleType:
@@ -15,3 +20,11 @@ def pyplot() -> ModuleType:
     import matplotlib.pyplot as plt  # on first use: see the module docstring
 
     return plt
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """`fig` as PNG bytes at `dpi` dots per inch; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()

@@ -3,12 +3,11 @@ successes (docs/methods.md §4)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import torch
 
-from mendnet.report.figure import pyplot
+from mendnet.report.figure import png_bytes, pyplot
 from mendnet.report.trigger_grid import draw
 
 
@@ -53,7 +52,4 @@ def lancet_png(
     ax.tick_params(axis="y", labelsize=6)
     fig.suptitle(f"AI-Lancet: erroneous pairs and ablation per layer (chosen: {chosen})", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

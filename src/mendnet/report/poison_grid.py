@@ -3,14 +3,13 @@ training image before and after poisoning, a test image before and after the tri
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import torch
 
 from mendnet.data.imageset import ImageSet
 from mendnet.evaluate import BackdoorTest
-from mendnet.report.figure import pyplot
+from mendnet.report.figure import png_bytes, pyplot
 from mendnet.report.trigger_grid import draw
 from mendnet.threats.backdoor import Planted
 
@@ -40,10 +39,7 @@ def trigger_png(clean: ImageSet, planted: Planted, backdoor: BackdoorTest | None
         ax.set_yticks([])
     fig.suptitle(f"{planted.record.attack}: {caption(planted.record.params)}", fontsize=6)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def caption(params: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ Differences from the paper and the authors' release: docs/deviations.md#robustne
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,7 +16,7 @@ from torch import nn
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy
-from mendnet.report.figure import pyplot
+from mendnet.report.figure import png_bytes, pyplot
 from mendnet.threats.adversarial import make_attack, robust_accuracy
 
 
@@ -74,7 +73,4 @@ def steps_curve_png(curve: Mapping[int, float], title: str = "") -> bytes:
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=120)

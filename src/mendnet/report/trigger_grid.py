@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
 from mendnet.detect.reversed_trigger import ReversedTriggers
-from mendnet.report.figure import pyplot
+from mendnet.report.figure import png_bytes, pyplot
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -55,10 +54,7 @@ def reversed_trigger_png(
             ax.set_axis_off()
     fig.suptitle("Neural Cleanse: reversed trigger of each label", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def draw(ax: Axes, image: torch.Tensor) -> None:

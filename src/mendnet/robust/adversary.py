@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mendnet.robust.context import RobustContext, RobustResult, Schedule
+from mendnet.robust.context import RobustContext, RobustResult, Schedule, train_student
 from mendnet.threats.adversarial.base import eval_mode
 from mendnet.threats.adversarial.pgd import PGDL2, PGDLinf
-from mendnet.train import fit
 
 
 def craft(
@@ -72,15 +71,11 @@ def adversarial_training(
 ) -> RobustResult:
     """Train a copy of `model` on `ctx.train` with CE on `attack`'s examples (the input model is not
     changed); PGD-AT and FGSM-RS differ only in the attack."""
-    student = copy.deepcopy(model)
-    history = fit(
-        student,
-        ctx.train,
-        schedule.train_config(),
+    return train_student(
+        copy.deepcopy(model),
+        ctx,
+        schedule,
+        description,
+        {"attack": attack.name},
         objective=AdversarialCE(attack, ctx.seed),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description=description,
     )
-    return RobustResult(student, {"attack": attack.name, "train_seconds": history.seconds})

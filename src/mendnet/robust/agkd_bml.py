@@ -42,12 +42,11 @@ from mendnet.models import Classifier, check_attention_stages
 from mendnet.models.stages import discover_stages, dummy_forward
 from mendnet.models.taps import FeatureTap
 from mendnet.robust.adversary import AdversarialCE, craft
-from mendnet.robust.context import RobustContext, RobustResult, Schedule, linf_budget
+from mendnet.robust.context import RobustContext, RobustResult, Schedule, linf_budget, train_student
 from mendnet.robust.distill import frozen_copy
 from mendnet.robust.transfer import penultimate_name, shared_stages
 from mendnet.threats.adversarial.base import eval_mode
 from mendnet.threats.adversarial.pgd import PGDLinf
-from mendnet.train import fit
 
 
 @dataclass(frozen=True)
@@ -233,15 +232,5 @@ def run(model: Classifier, ctx: RobustContext, config: Config = Config()) -> Rob
     """AGKD-BML-train a copy of `model` (normally the teacher itself) on `ctx.train`."""
     student = copy.deepcopy(model)
     objective = objective_for(student, ctx, config)
-    history = fit(
-        student,
-        ctx.train,
-        config.train_config(),
-        objective=objective,
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="AGKD-BML",
-    )
     info = {"stage": objective.stage, "features": objective.features, "attack": objective.attack.name}
-    return RobustResult(student, {**info, "train_seconds": history.seconds})
+    return train_student(student, ctx, config, "AGKD-BML", info, objective=objective)

@@ -15,7 +15,7 @@ from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.models import Classifier
 from mendnet.threats.adversarial.registry import GREYSCALE_28_LINF_EPS
-from mendnet.train import TrainConfig
+from mendnet.train import TrainConfig, fit_in, train_config_from
 
 
 @dataclass
@@ -58,14 +58,23 @@ class Schedule:
     weight_decay: float = 5e-4
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule="cosine",
-        )
+        """The loop's settings from the fields declared here (a method's own fields, such as AGKD-BML's
+        label_smoothing, do not reach the loop)."""
+        return train_config_from(self, Schedule, schedule="cosine")
+
+
+def train_student(
+    student: Classifier,
+    ctx: RobustContext,
+    schedule: Schedule,
+    description: str,
+    info: dict[str, Any],
+    **hooks: Any,
+) -> RobustResult:
+    """Train `student` in place on `ctx.train` with `schedule`'s loop settings and `hooks` (the loop's
+    extra_loss or objective); the result's info is `info` and the training seconds."""
+    history = fit_in(ctx, student, ctx.train, schedule.train_config(), description=description, **hooks)
+    return RobustResult(student, {**info, "train_seconds": history.seconds})
 
 
 def linf_budget(eps: float | None, input_shape: tuple[int, ...]) -> float:

@@ -24,11 +24,10 @@ from mendnet.losses.feature_distill import cosine_distance
 from mendnet.losses.jacobian import jacobian_matching, projected_jacobian, random_unit
 from mendnet.models import Classifier
 from mendnet.models.taps import FeatureTap
-from mendnet.robust.context import RobustContext, RobustResult, Schedule
+from mendnet.robust.context import RobustContext, RobustResult, Schedule, train_student
 from mendnet.robust.distill import FeatureDistillation, frozen_copy
 from mendnet.robust.transfer import shared_stages
 from mendnet.threats.adversarial.base import eval_mode
-from mendnet.train import fit
 
 
 @dataclass(frozen=True)
@@ -98,14 +97,11 @@ def run(model: Classifier, ctx: RobustContext, config: Config = Config()) -> Rob
     teacher = frozen_copy(ctx.require_teacher("robust-kd", "robust"), ctx.device)
     student = copy.deepcopy(model)
     stages, _ = shared_stages(student, teacher, config.stages)
-    history = fit(
+    return train_student(
         student,
-        ctx.train,
-        config.train_config(),
+        ctx,
+        config,
+        "Robust-KD" + (" +J" if config.beta > 0 else ""),
+        {"stages": list(stages)},
         extra_loss=RobustKDTerm(student, teacher, stages, config, ctx.seed),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="Robust-KD" + (" +J" if config.beta > 0 else ""),
     )
-    return RobustResult(student, {"stages": list(stages), "train_seconds": history.seconds})

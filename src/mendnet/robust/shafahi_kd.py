@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from mendnet.errors import MendnetError
 from mendnet.losses.feature_distill import squared_l2
 from mendnet.models import Classifier
-from mendnet.robust.context import RobustContext, RobustResult, Schedule
+from mendnet.robust.context import RobustContext, RobustResult, Schedule, train_student
 from mendnet.robust.distill import FeatureDistillation, frozen_copy
 from mendnet.robust.transfer import penultimate_name
-from mendnet.train import fit
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,11 @@ def run(model: Classifier, ctx: RobustContext, config: Config = Config()) -> Rob
             f"student's penultimate layer {layer} is not the teacher's {penultimate_name(teacher)}; "
             "distil between models of the same architecture"
         )
-    student = copy.deepcopy(model)
-    history = fit(
-        student,
-        ctx.train,
-        config.train_config(),
+    return train_student(
+        copy.deepcopy(model),
+        ctx,
+        config,
+        "Shafahi KD",
+        {"layer": layer},
         extra_loss=FeatureDistillation(teacher, (layer,), squared_l2, config.weight),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="Shafahi KD",
     )
-    return RobustResult(student, {"layer": layer, "train_seconds": history.seconds})

@@ -20,10 +20,9 @@ from torch import nn
 from mendnet.losses.divergence import kl_per_sample, trades_kl
 from mendnet.models import Classifier
 from mendnet.robust.adversary import AdversarialCE, craft
-from mendnet.robust.context import RobustContext, RobustResult, Schedule, linf_budget
+from mendnet.robust.context import RobustContext, RobustResult, Schedule, linf_budget, train_student
 from mendnet.threats.adversarial.base import eval_mode
 from mendnet.threats.adversarial.pgd import PGDLinf
-from mendnet.train import fit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,17 +71,11 @@ def run(model: Classifier, ctx: RobustContext, config: Config = Config()) -> Rob
     """TRADES-train a copy of `model` on `ctx.train` (the input model is not changed)."""
     eps = linf_budget(config.eps, model.spec.input_shape)
     attack = TradesAttack(eps=eps, alpha=config.alpha, steps=config.steps)
-    student = copy.deepcopy(model)
-    history = fit(
-        student,
-        ctx.train,
-        config.train_config(),
+    return train_student(
+        copy.deepcopy(model),
+        ctx,
+        config,
+        "TRADES",
+        {"attack": attack.name, "beta": config.beta},
         objective=TradesObjective(attack, config.beta, ctx.seed),
-        seed=ctx.seed,
-        device=ctx.device,
-        progress=ctx.progress,
-        description="TRADES",
-    )
-    return RobustResult(
-        student, {"attack": attack.name, "beta": config.beta, "train_seconds": history.seconds}
     )

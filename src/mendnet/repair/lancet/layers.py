@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from mendnet.errors import MendnetError
-from mendnet.models.taps import missing_modules_message
+from mendnet.models.taps import hooks_removed, missing_modules_message
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -135,12 +135,8 @@ def last_weighted_called(model: nn.Module, x: torch.Tensor) -> nn.Module | None:
         for m in model.modules()
         if isinstance(m, WEIGHTED)
     ]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks_removed(handles), torch.no_grad():
+        model(x)
     return calls[-1] if calls else None
 
 
@@ -198,12 +194,8 @@ def layer_io(
         seen["out"] = output.detach().clone()
 
     handles = [layer.register_forward_pre_hook(record_in), (exit or layer).register_forward_hook(record_out)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks_removed(handles), torch.no_grad():
+        model(x)
     if "in" not in seen or "out" not in seen:
         raise MendnetError("the layer was not called in the model's forward pass")
     return seen["in"], seen["out"]

@@ -27,7 +27,7 @@ from mendnet.repair.lancet.layers import candidate_layers, resolve_layer
 from mendnet.repair.lancet.locate import LayerStats, Located, locate
 from mendnet.repair.lancet.source import ErrorSource, Stamp, backdoor_source, defect_source
 from mendnet.repair.lancet.tune import as_imageset, jitter, neuron_finetune
-from mendnet.train import TrainConfig
+from mendnet.train import TrainConfig, train_config_from
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,7 @@ class FinetuneConfig(Config):
         return located.votes >= max(1, math.ceil(self.vote_share * corrected - 1e-9))
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.tune_epochs,
-            batch_size=self.tune_batch_size,
-            lr=self.tune_lr,
-            momentum=0.9,
-            weight_decay=0.0,
-            schedule="constant",
-        )
+        return train_config_from(self, prefix="tune_", momentum=0.9, weight_decay=0.0, schedule="constant")
 
 
 def error_source(model: nn.Module, ctx: RepairContext, config: Config) -> ErrorSource | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,6 +24,7 @@ from mendnet.threats.backdoor.trigger import (
     backdoor_labels,
     check_mode,
     check_target,
+    parameter_names,
 )
 from mendnet.threats.backdoor.trojan import TrojanTrigger
 
@@ -72,10 +73,9 @@ def resolve_clean_label(name: str, clean_label: bool | None) -> bool:
 
 
 def trigger_parameters(name: str) -> list[str]:
-    """The parameter names of attack `name`: its trigger's init fields shown in its repr (the attached
-    model or images and the name itself are not parameters)."""
-    cls = attack_entry(name).trigger
-    return [f.name for f in fields(cls) if f.init and f.repr and f.name != "name"]
+    """The parameter names of attack `name`: those of its trigger class (`trigger.parameter_names`: the init
+    fields shown in its repr; the attached model or images and the name itself are not parameters)."""
+    return parameter_names(attack_entry(name).trigger)
 
 
 def _construct(name: str, params: dict[str, Any], build: Any) -> Trigger:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from mendnet.errors import MendnetError
+from mendnet.threats.backdoor.trigger import field_params
 
 
 def checkerboard(size: int) -> torch.Tensor:
@@ -46,4 +47,4 @@ class BadNetsTrigger:
         return out
 
     def params(self) -> dict[str, Any]:
-        return {"size": self.size, "margin": self.margin}
+        return field_params(self)

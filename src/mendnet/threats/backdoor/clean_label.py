@@ -26,7 +26,7 @@ from torch import nn
 from mendnet.errors import MendnetError
 from mendnet.threats.adversarial.pgd import PGDLinf
 from mendnet.threats.backdoor.badnets import checkerboard
-from mendnet.threats.backdoor.trigger import TriggerSetup
+from mendnet.threats.backdoor.trigger import TriggerSetup, field_params
 
 PGD_BATCH = 256  # images per PGD call while poisoning (memory only; results do not depend on it)
 
@@ -116,11 +116,4 @@ class CLTrigger:
         return self.apply(torch.cat(parts) if parts else x)
 
     def params(self) -> dict[str, Any]:
-        return {
-            "eps": self.eps,
-            "alpha": self.alpha,
-            "steps": self.steps,
-            "size": self.size,
-            "margin": self.margin,
-            "seed": self.seed,
-        }
+        return field_params(self)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
-from mendnet.threats.backdoor.trigger import TriggerSetup
+from mendnet.threats.backdoor.trigger import TriggerSetup, field_params
 
 HASH_MODULUS = 2**31 - 1
 GHOST_WEIGHT = (0.3, 0.7)  # weight a of the shifted copy in (1 − a)·r + a·shift(r) (our choice)
@@ -158,12 +158,4 @@ class RefoolTrigger:
         return (x + self.alpha * self.reflections(x)).clamp(0.0, 1.0)
 
     def params(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "ghost_prob": self.ghost_prob,
-            "sigma_min": self.sigma_min,
-            "sigma_max": self.sigma_max,
-            "pool_size": self.pool_size,
-            "pool": self.pool,
-            "seed": self.seed,
-        }
+        return field_params(self)

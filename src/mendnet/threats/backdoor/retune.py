@@ -22,7 +22,7 @@ from torch import nn
 from mendnet.data.imageset import ImageSet, to_uint8
 from mendnet.errors import MendnetError
 from mendnet.threats.backdoor.trigger import Trigger
-from mendnet.train import TrainConfig, fit
+from mendnet.train import TrainConfig, fit, train_config_from
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,7 @@ class RetuneConfig:
             raise MendnetError(f"the retuning attack needs at least 1 poisoned image, got {self.poisoned}")
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=0.0,
-            schedule="constant",
-        )
+        return train_config_from(self, weight_decay=0.0, schedule="constant")
 
 
 def retune_set(clean: ImageSet, source: ImageSet, trigger: Trigger, target: int, count: int) -> ImageSet:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from mendnet.errors import MendnetError
+from mendnet.threats.backdoor.trigger import field_params
 
 
 @dataclass(frozen=True)
@@ -44,4 +45,4 @@ class SIGTrigger:
         return (x + v).clamp(0.0, 1.0)
 
     def params(self) -> dict[str, Any]:
-        return {"delta": self.delta, "freq": self.freq}
+        return field_params(self)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -32,6 +32,17 @@ class Trigger(Protocol):
     def apply(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def params(self) -> dict[str, Any]: ...
+
+
+def parameter_names(trigger: Any) -> list[str]:
+    """The parameter names of a dataclass trigger (class or instance): its init fields shown in its repr
+    (the attached model or images and the name itself are not parameters)."""
+    return [f.name for f in fields(trigger) if f.init and f.repr and f.name != "name"]
+
+
+def field_params(trigger: Any) -> dict[str, Any]:
+    """`params()` of a dataclass trigger whose parameters are all its `parameter_names`, in field order."""
+    return {name: getattr(trigger, name) for name in parameter_names(trigger)}
 
 
 def check_mode(mode: str) -> str:

@@ -33,7 +33,7 @@ from torch import nn
 
 from mendnet.errors import MendnetError
 from mendnet.threats.adversarial.base import eval_mode
-from mendnet.threats.backdoor.trigger import TriggerSetup
+from mendnet.threats.backdoor.trigger import TriggerSetup, field_params
 
 MIN_PATCH_CHANGE = 8 / 255
 """Least mean absolute change (pixel space [0, 1]) of the covered pixels for the patch to count as
@@ -221,16 +221,4 @@ class TrojanTrigger:
         return stamp(x, patch, self.margin).clamp(0.0, 1.0)
 
     def params(self) -> dict[str, Any]:
-        return {
-            "patch": self.patch,
-            "size": self.size,
-            "margin": self.margin,
-            "neurons": self.neurons,
-            "activation": self.activation,
-            "steps": self.steps,
-            "lr": self.lr,
-            "images": self.images,
-            "attempts": self.attempts,
-            "chosen": self.chosen,
-            "reached": self.reached,
-        }
+        return field_params(self)
