@@ -23,7 +23,8 @@ from mendnet.errors import MendnetError
 from mendnet.registry import ROBUSTIFIERS
 
 # The acceptance grid: two attacks × two repairs × two seeds (plus each backdoored model's own "none" cell)
-# with small budgets: small CNN, 600 training images, 1 epoch, 0.5% defender data, 200 test images.
+# with small budgets: small CNN, 600 training images, 1 epoch, 0.5% defender data, 200 test images. NAD's
+# teacher is the FT cell's model (so both engines pass one cell's model to another).
 RECIPE = """
 name = "tiny"
 title = "Tiny grid"
@@ -51,6 +52,7 @@ epochs = 1
 epochs = 1
 teacher_epochs = 1
 betas = [500, 1000]
+teacher = "finetune"
 """
 CELLS = 12  # 2 attacks × 2 seeds × (none + 2 repairs)
 FIRST = 5
@@ -93,9 +95,10 @@ def test_unknown_key_error_lists_the_valid_ones():
 
 def test_settings_become_the_methods_configs():
     recipe = recipe_from(RECIPE)
-    assert recipe.configs["nad"].betas == (500.0, 1000.0)  # list of ints → tuple of floats
-    assert recipe.configs["nad"].lr == 0.1  # unset fields keep the paper's default
-    assert recipe.configs["finetune"].epochs == 1
+    assert recipe.columns["nad"].config.betas == (500.0, 1000.0)  # list of ints → tuple of floats
+    assert recipe.columns["nad"].config.lr == 0.1  # unset fields keep the paper's default
+    assert recipe.columns["finetune"].config.epochs == 1
+    assert recipe.columns["nad"].method == "nad" and recipe.columns["nad"].teacher == "finetune"
     assert recipe.attack_params == {"blend": (("alpha", 0.3),)}
     assert recipe.run.threads == 1 and recipe.train.batch_size == 64
 
@@ -183,7 +186,10 @@ def test_results_files_are_tidy_and_tables_show_mean_and_std(local_runs):
 def test_changed_settings_make_only_their_cells_stale(local_runs):
     recipe, out, _, _, _ = local_runs
     store = BenchStore(out)
-    changed = replace(recipe, configs={**recipe.configs, "nad": replace(recipe.configs["nad"], epochs=2)})
+    nad = recipe.columns["nad"]
+    changed = replace(
+        recipe, columns={**recipe.columns, "nad": replace(nad, config=replace(nad.config, epochs=2))}
+    )
     stale = [c.method for c in enumerate_cells(changed) if store.record(changed, c) is None]
     assert stale == ["nad"] * 4
 
@@ -308,9 +314,10 @@ def test_ray_gives_the_same_results_as_local(local_runs, tmp_path):
     recipe, out, _, _, second = local_runs
     summary = run_bench(recipe, tmp_path / "ray", engine="ray", progress=False)
     assert sorted(summary.computed) == sorted(c.id for c in enumerate_cells(recipe))
-    local = {r["id"]: without_seconds(r) for r in second.records}
-    remote = {r["id"]: without_seconds(r) for r in summary.records}
-    assert remote == local
+    local = {r["id"]: (without_seconds(r), r["source"]) for r in second.records}
+    remote = {r["id"]: (without_seconds(r), r["source"]) for r in summary.records}
+    assert remote == local  # the same models taken by NAD (the weights digests of FT's models)
+    assert all(r["source"]["cell"].endswith("--finetune") for r in summary.records if r["method"] == "nad")
     for base in (out / "models").iterdir():  # bit-identical trained models
         mine = (tmp_path / "ray" / "models" / base.name / "model.safetensors").read_bytes()
         assert mine == (base / "model.safetensors").read_bytes(), base.name

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from mendnet.bench import load_recipe, smoke_recipe
-from mendnet.bench.cells import cell_spec, enumerate_cells
-from mendnet.bench.smoke import CAPS, SMOKE_FOLDER, TEST_IMAGES, TRAIN_IMAGES, cap
+from mendnet.bench.cells import cell_spec, enumerate_cells, smoke_rows
+from mendnet.bench.smoke import CAPS, SMOKE_FOLDER, TEST_IMAGES, TRAIN_IMAGES, cap, smoke_mend
 from mendnet.bench.work import load_sets
 from mendnet.cli import main
+from mendnet.mend.run import MendConfig
 
 RECIPES = sorted((Path(__file__).resolve().parent.parent / "recipes").glob("*.toml"))
 
@@ -30,12 +31,22 @@ def test_smoke_recipe_keeps_the_grid_and_shrinks_the_work(path):
     recipe = load_recipe(path)
     smoke = smoke_recipe(recipe)
     assert smoke.smoke and smoke.name != recipe.name and smoke.grid.seeds == recipe.grid.seeds[:1]
-    first_seed = [c.id for c in enumerate_cells(recipe) if c.base.seed == recipe.grid.seeds[0]]
-    assert [c.id for c in enumerate_cells(smoke)] == first_seed  # every attack and method still runs
+    rows = smoke_rows(smoke)
+    first_seed = [
+        c.id
+        for c in enumerate_cells(recipe)
+        if c.base.seed == recipe.grid.seeds[0] and (c.kind in ("base", "robustify") or c.base.attack in rows)
+    ]
+    cells = enumerate_cells(smoke)
+    assert [c.id for c in cells] == first_seed
+    # every attack's base and every method (column, detection, mend, retuning) still runs
+    assert {c.base.attack for c in cells} == {c.base.attack for c in enumerate_cells(recipe)}
+    assert {(c.kind, c.method) for c in cells} == {(c.kind, c.method) for c in enumerate_cells(recipe)}
     run = smoke.run
     assert run.train_subset <= TRAIN_IMAGES and run.test_images <= TEST_IMAGES and run.aa_images == 0
     assert run.threads == recipe.run.threads and run.split == recipe.run.split
-    for config in (smoke.train, *smoke.configs.values()):
+    configs = [c.config for c in smoke.columns.values()]
+    for config in (smoke.train, *configs, smoke.detect, smoke.mend, smoke.retune):
         for field in dataclasses.fields(config):
             if field.name == "epochs" or field.name.endswith("_epochs"):
                 assert getattr(config, field.name) <= 1, (config, field.name)
@@ -68,3 +79,15 @@ def test_smoke_runs_write_no_doc_section(tmp_path, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("mendnet: error: --doc does not take a --smoke run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_smoke_mend_caps_the_scan_and_the_candidates_it_builds(tmp_path):
+    mend = smoke_recipe(load_recipe(RECIPES[0]))  # any recipe: mend's settings are the defaults
+    config = dataclasses.replace(mend.mend, candidates=("nad", "fst"))
+    assert (
+        config.scan_config().epochs == 1
+        and config.scan_config().batches_per_epoch == CAPS["batches_per_epoch"]
+    )
+    nad = config.candidate_config("nad", tmp_path / "trigger", 0)
+    assert nad.epochs == 1 and nad.teacher_epochs == 1 and nad.lr == MendConfig().nad_lr
+    assert smoke_mend(MendConfig()).candidates == MendConfig().candidates[:1]

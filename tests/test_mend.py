@@ -74,8 +74,10 @@ def test_mend_scores_track_the_backdoor(mended, backdoored, fmnist):
 
 
 def test_mend_does_not_damage_a_clean_model(clean_small_cnn, fmnist):
+    """2% defender data (1,200 images; the FST paper's range is 2-5%): less data makes a harmful
+    fine-tune more likely, not less, and the run shorter."""
     config = MendConfig(candidates=("fst",), scan_epochs=6, focus=2, focus_after=3)
-    out = mend_artefact(clean_small_cnn, config, clean_fraction=0.05, sets=fmnist, progress=False)
+    out = mend_artefact(clean_small_cnn, config, clean_fraction=0.02, sets=fmnist, progress=False)
     before, after = out.metrics["before"], out.metrics
     assert out.meta["mend"]["chosen"] == ORIGINAL or after["acc"] >= before["acc"] - 0.005, out.meta["mend"]
     assert torch.isfinite(torch.tensor(out.meta["mend"]["scan"]["norms"])).all()

@@ -1,10 +1,14 @@
 """The cells of a recipe's grid, their names on disk, and the settings that determine each one.
 
 A *base* is the model a group of cells starts from: the backdoored model of (data, model, attack, seed),
-or the naturally trained one of (data, model, seed) for robustifiers. It is trained once and cached as
-an artefact; its own metrics are the grid's "none" (or "natural") cell, and each repair or robustifier
-of the grid is one more cell on it. A robustifier that distils a teacher takes the natural base, or the
-robust teacher (a base trained by the recipe's `run.robust_teacher` robustifier), as its teacher.
+a clean model (attack "none"), or the naturally trained one of (data, model, seed) for robustifiers. It
+is trained once and cached as an artefact; its own metrics are the grid's "none" (or "natural") cell,
+and each repair or robustifier column of the grid is one more cell on it, as are its detect and mend
+cells. A robustifier that distils a teacher takes the natural base, or the robust teacher (a base trained
+by the recipe's `run.robust_teacher` robustifier), as its teacher. A cell may also take the model another
+cell of its base makes, its *source*: a repair column with `teacher = "COLUMN"` takes that column's
+model as its teacher, a retune cell the model of the column it retunes. The source's spec is part of the
+cell's spec, and the cells come in an order where each source precedes the cells that take its model.
 """
 
 from __future__ import annotations
@@ -14,11 +18,9 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR, RETUNE
 from mendnet.bench.recipe import Recipe
 from mendnet.registry import ROBUSTIFIERS
-
-NO_REPAIR = "none"
-NATURAL = "natural"
 
 
 def slug(text: str) -> str:
@@ -45,16 +47,21 @@ class BaseKey:
 
 @dataclass(frozen=True)
 class Cell:
-    """One result of the grid: `method` applied to the base (NO_REPAIR or NATURAL: the base itself).
-    kind: "base", "repair" or "robustify"; teacher: the base a robustifier distils (None: none)."""
+    """One result of the grid: column `method` on the base (NO_REPAIR or NATURAL: the base itself).
+    kind: "base", "repair", "robustify", "detect", "mend" or "retune" (method: the column retuned);
+    teacher: the base a robustifier distils (None: none); source: the cell whose model this cell takes
+    (a repair's teacher column, a retuned column; None: none)."""
 
     base: BaseKey
     method: str
     kind: str
     teacher: BaseKey | None = None
+    source: Cell | None = None
 
     @property
     def id(self) -> str:
+        if self.kind == RETUNE:
+            return f"{self.base.id}--{RETUNE}--{slug(self.method)}"
         return f"{self.base.id}--{slug(self.method)}"
 
     def key(self) -> dict[str, Any]:
@@ -69,17 +76,45 @@ class Cell:
         }
 
 
-def enumerate_cells(recipe: Recipe) -> list[Cell]:
-    """Every cell, grouped by base (so a local run trains each base just before its cells)."""
+def base_cells(recipe: Recipe, base: BaseKey) -> list[Cell]:
+    """The cells of a backdoored or clean base: itself, its detection, its repair columns (those that
+    take no teacher column first), mend, and the retuning attack on the chosen columns (backdoored only)."""
     g = recipe.grid
+    cells = [Cell(base, NO_REPAIR, "base")]
+    if g.detect:
+        cells.append(Cell(base, DETECT, DETECT))
+    made: dict[str, Cell] = {}
+    for name in sorted(g.repairs, key=lambda n: recipe.columns[n].teacher is not None):
+        teacher = recipe.columns[name].teacher
+        made[name] = Cell(base, name, "repair", source=made[teacher] if teacher else None)
+        cells.append(made[name])
+    if g.mend:
+        made[MEND] = Cell(base, MEND, MEND)
+        cells.append(made[MEND])
+    if base.attack != CLEAN:
+        cells += [Cell(base, name, RETUNE, source=made[name]) for name in g.retune]
+    return cells
+
+
+def smoke_rows(recipe: Recipe) -> set[str]:
+    """The attack rows whose method cells a smoke run computes: the first backdoor attack's and the
+    clean row's (every other row trains its base only: each attack and each method still runs once)."""
+    backdoors = [a for a in recipe.grid.attacks if a != CLEAN]
+    return {*backdoors[:1], CLEAN}
+
+
+def enumerate_cells(recipe: Recipe) -> list[Cell]:
+    """Every cell, grouped by base (so a local run trains each base just before its cells), each source
+    before the cells that take its model. A smoke recipe keeps the method cells of `smoke_rows` only."""
+    g = recipe.grid
+    full = smoke_rows(recipe) if recipe.smoke else set(g.attacks)
     cells = []
     for data in g.data:
         for model in g.models:
             for attack in g.attacks:
                 for seed in g.seeds:
                     base = BaseKey(data, model, attack, seed)
-                    cells.append(Cell(base, NO_REPAIR, "base"))
-                    cells += [Cell(base, name, "repair") for name in g.repairs]
+                    cells += base_cells(recipe, base) if attack in full else [Cell(base, NO_REPAIR, "base")]
             if g.robustifiers:
                 for seed in g.seeds:
                     base = BaseKey(data, model, None, seed)
@@ -89,7 +124,7 @@ def enumerate_cells(recipe: Recipe) -> list[Cell]:
                     }
                     cells.append(Cell(base, NATURAL, "base"))
                     for name in g.robustifiers:
-                        role = ROBUSTIFIERS[name].teacher
+                        role = ROBUSTIFIERS[recipe.columns[name].method].teacher
                         cells.append(Cell(base, name, "robustify", teachers.get(role or "")))
     return cells
 
@@ -115,14 +150,15 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
     }
     if recipe.smoke:
         spec["smoke"] = True
-    if base.attack is not None:
+    if base.attack not in (None, CLEAN):
         spec["poison"] = asdict(recipe.poison)
         spec["attack_params"] = dict(recipe.attack_params.get(base.attack, ()))
     if base.attack is None and base.teacher is None:
         spec["split"] = run.split
     if base.teacher is not None:
         spec.pop("train")
-        spec["teacher"] = {"method": base.teacher, "config": asdict(recipe.configs[base.teacher])}
+        column = recipe.columns[base.teacher]
+        spec["teacher"] = {"method": column.method, "config": asdict(column.config)}
         spec["split"] = run.teacher_split
         spec["eval_eps"] = run.eval_eps
         spec["aa_images"] = run.aa_images
@@ -130,17 +166,25 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
 
 
 def cell_spec(recipe: Recipe, cell: Cell) -> dict[str, Any]:
-    """Everything that determines a cell's result (its base's spec, the method and its settings)."""
+    """Everything that determines a cell's result: its base's spec, its kind and column, the settings
+    of the method it runs (its registered name under "registered"), and its source cell's spec."""
     spec = base_spec(recipe, cell.base)
     spec["method"] = cell.method
-    if cell.kind == "repair":
-        spec["config"] = asdict(recipe.configs[cell.method])
-        spec["clean_fraction"] = recipe.run.clean_fraction
-    elif cell.kind == "robustify":
-        spec["config"] = asdict(recipe.configs[cell.method])
+    spec["kind"] = cell.kind
+    if cell.kind in ("repair", "robustify"):
+        column = recipe.columns[cell.method]
+        spec["registered"] = column.method
+        spec["config"] = asdict(column.config)
+    elif cell.kind != "base":
+        spec["config"] = asdict({DETECT: recipe.detect, MEND: recipe.mend, RETUNE: recipe.retune}[cell.kind])
+    if cell.kind == "robustify":
         spec["split"] = recipe.run.split
         spec["teacher"] = base_spec(recipe, cell.teacher) if cell.teacher else None
-    if cell.kind != "repair" and cell.base.attack is None:
+    elif cell.kind != "base":
+        spec["clean_fraction"] = recipe.run.clean_fraction
+    if cell.source is not None:
+        spec["source"] = cell_spec(recipe, cell.source)
+    if cell.kind in ("base", "robustify") and cell.base.attack is None:
         spec["eval_eps"] = recipe.run.eval_eps
         spec["aa_images"] = recipe.run.aa_images
     return _plain(spec)

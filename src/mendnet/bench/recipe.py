@@ -1,5 +1,6 @@
 """Benchmark recipes: a TOML file describing a grid (data sets × models × attacks × methods × seeds) and the
-settings of every step, parsed into frozen dataclasses with one-line errors.
+settings of every step, parsed into frozen dataclasses with one-line errors. This docstring is the
+format's reference.
 
     name = "demo-nad"                       # results folder and docs section name
     title = "NAD on the demo setting"       # heading of the Markdown tables
@@ -8,17 +9,45 @@ settings of every step, parsed into frozen dataclasses with one-line errors.
     [grid]
     data = ["fashion-mnist"]
     models = ["wrn-16-1"]
-    attacks = ["badnets", "blend"]          # backdoor attacks (mendnet.threats.backdoor.TRIGGERS), or "all"
-    repairs = ["finetune", "nad"]           # names in mendnet.registry.REPAIRS, or "all"
-    robustifiers = []                       # names in mendnet.registry.ROBUSTIFIERS, or "all"
+    attacks = ["none", "badnets", "blend"]  # backdoor attacks (mendnet.threats.backdoor.TRIGGERS), or
+                                            # "all" (every backdoor attack); "none": a clean row (a
+                                            # model trained without poisoning; its cells report ACC,
+                                            # no ASR; no retune cells)
+    repairs = ["finetune", "nad", "nad-ft"] # names in mendnet.registry.REPAIRS, variants, or "all"
+    robustifiers = []                       # names in mendnet.registry.ROBUSTIFIERS, variants, or "all"
     seeds = [0, 1, 2]
+    detect = true                           # a Neural Cleanse cell on each base model (settings: [detect])
+    mend = true                             # a `mendnet mend` cell on each base model (settings: [mend])
+    retune = ["finetune", "nad"]            # the retuning attack on these columns' models (repairs or
+                                            # "mend"; backdoored rows only; settings: [retune])
 
     [run]      # train_subset, test_images, clean_fraction, threads, device, data_dir, robustifier set-up
-    [train]    # mendnet.train.TrainConfig of the backdoored (or natural) model
-    [poison]   # target, rate, mode of every backdoor
+    [train]    # mendnet.train.TrainConfig of the backdoored (or clean, or natural) model
+    [poison]   # target, rate, mode of every backdoor (grid.retune needs mode "all-to-one")
     [attack.blend]     # trigger parameters of one attack (as `mendnet train --attack-param`)
-    [repair.nad]       # fields of that repair's Config
+    [repair.nad]       # fields of that repair's Config, and (NAD, MCR) teacher = "COLUMN"
     [robustify.pgd-at] # fields of that robustifier's Config
+
+    [variant.nad-ft]   # a column of its own: a registered method with other settings
+    method = "nad"     # the registered method (a repair: list it in grid.repairs; a robustifier: in
+                       # grid.robustifiers)
+    lr = 0.045         # fields of its Config
+    teacher = "finetune"  # methods with an optional teacher (registry `teacher = "optional"`: NAD's
+                          # attention teacher, MCR's endpoint) take the model of that repair column of
+                          # the same base and seed; without it they build their own. That cell runs
+                          # first, and its settings are part of this column's cells' identity.
+
+    [detect]   # mendnet.detect.neural_cleanse.Config of the detect cells (flagged labels, the target's
+               # anomaly index, the smallest-norm label, seconds)
+    [mend]     # mendnet.mend.run.MendConfig of the mend cells (ACC/ASR after, the chosen candidate)
+    [retune]   # mendnet.threats.backdoor.retune.RetuneConfig of the retune cells (ACC/ASR after the
+               # attack's fine-tuning on the defender data with a few poisoned images)
+
+A cell's record names its column as `method` (a variant: its own name; its spec holds the registered
+method under "registered", the settings under "config", and the spec of the cell whose model it took
+under "source"; the record's "source" names that cell and the digest of the weights it took). Detect
+and mend cells are the columns "detect" and "mend"; a retune cell's column is the column it retunes,
+its metrics retune_acc, retune_asr and retune_seconds.
 """
 
 from __future__ import annotations
@@ -32,33 +61,33 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-from mendnet.bench.settings import config_from_table
-from mendnet.data.catalog import dataset_names
+from mendnet.bench.columns import Column, method_columns, variant_methods
+from mendnet.bench.grid import CLEAN, Grid, parse_grid
+from mendnet.bench.settings import config_from_table, table
+from mendnet.detect.neural_cleanse import Config as DetectConfig
 from mendnet.errors import MendnetError
-from mendnet.models import architecture_names
-from mendnet.registry import REPAIRS, ROBUSTIFIERS
+from mendnet.mend.run import MendConfig
 from mendnet.robust.evaluation import AA_IMAGES
-from mendnet.threats.backdoor import TRIGGERS
+from mendnet.threats.backdoor.retune import RetuneConfig
 from mendnet.train import TrainConfig
 
-TOP_KEYS = ("name", "title", "description", "grid", "run", "train", "poison", "attack", "repair", "robustify")
+TOP_KEYS = (
+    "name",
+    "title",
+    "description",
+    "grid",
+    "run",
+    "train",
+    "poison",
+    "attack",
+    "repair",
+    "robustify",
+    "variant",
+    "detect",
+    "mend",
+    "retune",
+)
 SPLITS = ("all", "source", "target")
-GRID_KEYS = ("data", "models", "attacks", "repairs", "robustifiers", "seeds")
-
-
-@dataclass(frozen=True)
-class Grid:
-    """The axes of the grid. Repair cells: data × models × attacks × (none + repairs) × seeds, where
-    "none" is the backdoored model itself. Robustifier cells: data × models × (natural + robustifiers) ×
-    seeds, where "natural" is the naturally trained model (also the teacher of methods that distil a
-    natural teacher; methods that distil a robust one get the `run.robust_teacher` method's model)."""
-
-    data: tuple[str, ...]
-    models: tuple[str, ...]
-    attacks: tuple[str, ...]
-    repairs: tuple[str, ...]
-    robustifiers: tuple[str, ...]
-    seeds: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -117,7 +146,8 @@ class PoisonSettings:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A parsed recipe: the grid, and the settings of each step and method (Config instances)."""
+    """A parsed recipe: the grid, the settings of each step, each method column (Column: registered
+    method, Config, teacher column) and the Configs of the detect, mend and retune cells."""
 
     name: str
     title: str
@@ -127,104 +157,34 @@ class Recipe:
     poison: PoisonSettings = field(default_factory=PoisonSettings)
     description: str = ""
     attack_params: dict[str, tuple[tuple[str, Any], ...]] = field(default_factory=dict)
-    configs: dict[str, Any] = field(default_factory=dict)
-    """Method name → its Config (every repair and robustifier of the grid, and the robust teacher's)."""
+    columns: dict[str, Column] = field(default_factory=dict)
+    """Column name → Column (every repair and robustifier of the grid, and the robust teacher's)."""
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    mend: MendConfig = field(default_factory=MendConfig)
+    retune: RetuneConfig = field(default_factory=RetuneConfig)
     smoke: bool = False
     """A smoke run (`mendnet.bench.smoke.smoke_recipe`; no TOML key sets it): its cells' specs say so."""
 
 
-def _names(value: Any, where: str, known: dict[str, Any] | None) -> tuple[str, ...]:
-    """A list of names (or "all" for every name of `known`), each checked against `known`."""
-    if value == "all" and known is not None:
-        return tuple(known)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise MendnetError(f"grid.{where} must be a list of names" + (' or "all"' if known else ""))
-    if len(set(value)) != len(value):
-        raise MendnetError(f"grid.{where} names a method twice: {value}")
-    if known is not None:
-        for name in value:
-            if name not in known:
-                raise MendnetError(f"grid.{where}: unknown {name!r}; known: {', '.join(known)}")
-    return tuple(value)
-
-
-def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise MendnetError(f"[{key}] must be a table")
-    return value
-
-
-def _grid(table: dict[str, Any]) -> Grid:
-    unknown = sorted(set(table) - set(GRID_KEYS))
-    if unknown:
-        raise MendnetError(f"grid: unknown key {', '.join(unknown)}; valid: {', '.join(GRID_KEYS)}")
-    for key in ("data", "models", "seeds"):
-        if key not in table:
-            raise MendnetError(f"grid.{key} is missing")
-    models = _names(table["models"], "models", None)
-    for model in models:  # a user factory "module:factory" is checked when it is built
-        if ":" not in model and model not in architecture_names():
-            raise MendnetError(f"grid.models: unknown {model!r}; known: {', '.join(architecture_names())}")
-    seeds = table["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):
-        raise MendnetError("grid.seeds must be a non-empty list of integers")
-    if len(set(seeds)) != len(seeds):
-        raise MendnetError(f"grid.seeds repeats a seed: {seeds}")
-    grid = Grid(
-        data=_names(table["data"], "data", dict.fromkeys(dataset_names())),
-        models=models,
-        attacks=_names(table.get("attacks", []), "attacks", dict(TRIGGERS)),
-        repairs=_names(table.get("repairs", []), "repairs", dict(REPAIRS)),
-        robustifiers=_names(table.get("robustifiers", []), "robustifiers", dict(ROBUSTIFIERS)),
-        seeds=tuple(seeds),
-    )
-    if not grid.data or not grid.models:
-        raise MendnetError("grid.data and grid.models must name at least one each")
-    if not grid.attacks and not grid.robustifiers:
-        raise MendnetError("the grid has no cells: give grid.attacks (with repairs) or grid.robustifiers")
-    if grid.repairs and not grid.attacks:
-        raise MendnetError("grid.repairs need grid.attacks (a backdoored model to repair)")
-    return grid
-
-
-def _method_configs(doc: dict[str, Any], grid: Grid) -> dict[str, Any]:
-    configs: dict[str, Any] = {}
-    for section, key, chosen, registry in (
-        ("repair", "repairs", grid.repairs, dict(REPAIRS)),
-        ("robustify", "robustifiers", grid.robustifiers, dict(ROBUSTIFIERS)),
-    ):
-        tables = _table(doc, section)
-        for name, settings in tables.items():
-            teacher = section == "robustify" and name == _table(doc, "run").get("robust_teacher", "pgd-at")
-            if name not in chosen and not teacher:
-                raise MendnetError(f"[{section}.{name}]: {name!r} is not in grid.{key}")
-            if not isinstance(settings, dict):
-                raise MendnetError(f"[{section}.{name}] must be a table")
-        for name in (*chosen, *(n for n in tables if n not in chosen)):
-            configs[name] = config_from_table(registry[name].config, tables.get(name, {}), name)
-    return configs
-
-
-def _teacher_config(doc: dict[str, Any], run: RunSettings, configs: dict[str, Any]) -> None:
-    """Add the robust teacher's Config when a robustifier of the grid distils a robust teacher."""
-    needs = [n for n in configs if n in ROBUSTIFIERS and ROBUSTIFIERS[n].teacher == "robust"]
-    if not needs or run.robust_teacher in configs:
-        return
-    if run.robust_teacher not in ROBUSTIFIERS:
-        raise MendnetError(f"run.robust_teacher: unknown robustifier {run.robust_teacher!r} (for {needs[0]})")
-    configs[run.robust_teacher] = ROBUSTIFIERS[run.robust_teacher].config()
-
-
 def _attack_params(doc: dict[str, Any], grid: Grid) -> dict[str, tuple[tuple[str, Any], ...]]:
     out = {}
-    for name, params in _table(doc, "attack").items():
+    for name, params in table(doc, "attack").items():
         if name not in grid.attacks:
             raise MendnetError(f"[attack.{name}]: {name!r} is not in grid.attacks")
+        if name == CLEAN:
+            raise MendnetError(f"[attack.{name}]: the clean row has no trigger to set")
         if not isinstance(params, dict):
             raise MendnetError(f"[attack.{name}] must be a table of trigger parameters")
         out[name] = tuple(sorted(params.items()))
     return out
+
+
+def _cell_settings(doc: dict[str, Any], key: str, enabled: bool, cls: type) -> Any:
+    """The Config of the detect, mend or retune cells from the [key] table (defaults when absent)."""
+    settings = table(doc, key)
+    if settings and not enabled:
+        raise MendnetError(f"[{key}] sets {key} cells, but grid.{key} asks for none")
+    return config_from_table(cls, settings, key)
 
 
 def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
@@ -232,23 +192,28 @@ def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
     unknown = sorted(set(doc) - set(TOP_KEYS))
     if unknown:
         raise MendnetError(f"unknown recipe key {', '.join(unknown)}; valid: {', '.join(TOP_KEYS)}")
-    grid = _grid(_table(doc, "grid"))
+    variants = variant_methods(doc)
+    grid = parse_grid(table(doc, "grid"), variants)
     name = doc.get("name", default_name)
     if not isinstance(name, str) or not name or "/" in name:
         raise MendnetError(f"name must be a non-empty string without '/', got {name!r}")
-    run = config_from_table(RunSettings, _table(doc, "run"), "run")
-    configs = _method_configs(doc, grid)
-    _teacher_config(doc, run, configs)
+    run = config_from_table(RunSettings, table(doc, "run"), "run")
+    poison = config_from_table(PoisonSettings, table(doc, "poison"), "poison")
+    if grid.retune and poison.mode != "all-to-one":
+        raise MendnetError(f'grid.retune needs poison.mode = "all-to-one" (one target), got {poison.mode!r}')
     return Recipe(
         name=name,
         title=str(doc.get("title", name)),
         description=str(doc.get("description", "")),
         grid=grid,
         run=run,
-        train=config_from_table(TrainConfig, _table(doc, "train"), "train"),
-        poison=config_from_table(PoisonSettings, _table(doc, "poison"), "poison"),
+        train=config_from_table(TrainConfig, table(doc, "train"), "train"),
+        poison=poison,
         attack_params=_attack_params(doc, grid),
-        configs=configs,
+        columns=method_columns(doc, grid, variants, run.robust_teacher),
+        detect=_cell_settings(doc, "detect", grid.detect, DetectConfig),
+        mend=_cell_settings(doc, "mend", grid.mend, MendConfig),
+        retune=_cell_settings(doc, "retune", bool(grid.retune), RetuneConfig),
     )
 
 

@@ -15,6 +15,7 @@ from mendnet.bench.cells import Cell, enumerate_cells
 from mendnet.bench.code import short_code
 from mendnet.bench.docs import Provenance, write_section
 from mendnet.bench.engines import run_local, run_ray
+from mendnet.bench.plan import plan_cells
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.results import STALE, markdown_tables, tidy_csv
 from mendnet.bench.store import BenchStore
@@ -47,7 +48,8 @@ def run_bench(
 ) -> BenchSummary:
     """Compute every unfinished cell of `recipe` into `out` (at most `max_cells` of them) and write the
     results of all finished cells. engine: "local" (this process) or "ray". A finished cell computed by
-    other code (mendnet.bench.code) is recomputed, or with `keep_stale` kept and marked stale."""
+    other code (mendnet.bench.code) is recomputed, or with `keep_stale` kept and marked stale; a cell
+    whose source cell is computed again is recomputed too (mendnet.bench.plan)."""
     if engine not in ("local", "ray"):
         raise MendnetError(f"unknown engine {engine!r}; choose local or ray")
     if max_cells is not None and max_cells < 0:
@@ -55,16 +57,9 @@ def run_bench(
     start = time.perf_counter()
     store = BenchStore(Path(out))
     cells = enumerate_cells(recipe)
-    summary = BenchSummary()
-    todo: list[Cell] = []
-    for cell in cells:
-        record = store.record(recipe, cell)
-        if record is not None and store.is_current(record):
-            summary.skipped.append(cell.id)
-        elif record is not None and keep_stale:
-            summary.stale.append(cell.id)
-        else:
-            todo.append(cell)
+    plan = plan_cells(recipe, store, cells, keep_stale)
+    summary = BenchSummary(skipped=plan.skipped, stale=plan.stale)
+    todo = plan.todo
     if max_cells is not None:
         todo, rest = todo[:max_cells], todo[max_cells:]
         summary.missing = [c.id for c in rest]
@@ -74,15 +69,16 @@ def run_bench(
         summary.computed.append(cell.id)
         if progress:
             m = record["metrics"]
-            shown = ", ".join(f"{k} {100 * m[k]:.2f}%" for k in ("acc", "asr") if k in m)
+            shown = ", ".join(f"{k} {100 * m[k]:.2f}%" for k in ("acc", "asr", "retune_asr") if k in m)
             seconds = record["cell_seconds"]
             console.print(f"[{len(summary.computed)}/{total}] {cell.id}: {shown} ({seconds:.0f} s)")
 
+    keep = {c.source for c in cells if c.source is not None}  # models other cells take
     if todo:
         if engine == "ray":
-            run_ray(recipe, store, todo, report, ray_address)
+            run_ray(recipe, store, todo, keep, report, ray_address)
         else:
-            run_local(recipe, store, todo, report, progress)
+            run_local(recipe, store, todo, keep, report, progress)
     summary.records = [r for c in cells if (r := store.record(recipe, c)) is not None]
     stale = [r["id"] for r in summary.records if not store.is_current(r)]
     summary.seconds = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""Build a method's frozen `Config` dataclass from a TOML table, with one-line errors naming the method."""
+"""Read a recipe's TOML tables: a sub-table with a one-line error when it is not one, and a method's
+frozen `Config` dataclass built from a table with one-line errors naming the table."""
 
 from __future__ import annotations
 
@@ -63,3 +64,11 @@ def config_from_table(cls: type, table: Mapping[str, Any], where: str) -> Any:
         raise MendnetError(f"{where}: {e}") from e
     except (TypeError, ValueError) as e:
         raise MendnetError(f"{where}: invalid settings: {e}") from e
+
+
+def table(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The sub-table `key` of a TOML document or table (empty when absent; an error when not a table)."""
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise MendnetError(f"[{key}] must be a table")
+    return value

@@ -1,20 +1,28 @@
 """`mendnet bench RECIPE --smoke`: the same grid at a tiny size, so that every cell takes seconds.
 
 Every data set, model, attack and method of the recipe stays (so a recipe that no longer matches the code
-fails in its smoke run); what shrinks is how much each step does: the first seed only, a few hundred
+fails in its smoke run): every attack's base model is trained, and the method cells (repairs, detection,
+mend, retuning) run on the first backdoor attack's row and the clean row (`cells.smoke_rows`). What
+shrinks is how much each step does: the first seed only, a few hundred
 training images, one epoch of every training loop, a few test images, a few hundred defender images, no
 AutoAttack (its fixed budgets, Square's 5,000 queries among them, take over 10 s a cell even on a few
 images), and the inner loops of attacks and methods (optimisation steps, Neural Cleanse batches,
-AI-Lancet pairs and copies). The result is a Recipe with `smoke=True` (its cells' specs say so) and its
-own name; the CLI puts its results in a folder of their own, so smoke numbers never mix with real ones.
+AI-Lancet pairs and copies; mend's scan and candidates too, and mend tries its first candidate only).
+A grid with mend cells gets a few more defender images, as many as mend's parts need. The result is a
+Recipe with `smoke=True` (its cells' specs say so) and its own name; the CLI puts its results in a
+folder of their own, so smoke numbers never mix with real ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+from mendnet.bench.grid import CLEAN
 from mendnet.bench.recipe import Recipe
+from mendnet.detect.neural_cleanse import Config as DetectConfig
+from mendnet.mend.run import MendConfig
 from mendnet.threats.backdoor import TRIGGERS, trigger_parameters
 
 SMOKE_FOLDER = "smoke"
@@ -26,6 +34,8 @@ TEST_IMAGES = 30
 """Test images of every evaluation (`run.test_images`)."""
 CLEAN_FRACTION = 0.003
 """Defender data (of the full training set: 180 Fashion-MNIST images)."""
+MEND_CLEAN_FRACTION = 0.005
+"""Defender data of a grid with mend cells (300 Fashion-MNIST images: mend needs 50 in each part)."""
 
 CAPS: dict[str, int] = {
     "epochs": 1,
@@ -55,11 +65,32 @@ def shrink(config: Any) -> Any:
     return dataclasses.replace(config, **{k: cap(k, v) for k, v in values.items() if cap(k, v) != v})
 
 
+class SmokeMendConfig(MendConfig):
+    """A MendConfig whose scan and candidates run with the smoke's caps: mend builds their settings
+    itself (the scan's Neural Cleanse batches, each candidate's defaults), so capping its own fields
+    alone would leave them at full size."""
+
+    def scan_config(self) -> DetectConfig:
+        return shrink(super().scan_config())
+
+    def candidate_config(self, name: str, trigger_file: Path, label: int) -> Any:
+        return shrink(super().candidate_config(name, trigger_file, label))
+
+
+def smoke_mend(config: MendConfig) -> SmokeMendConfig:
+    """`config` with its capped fields bounded and only its first candidate, as a SmokeMendConfig (the
+    candidates are registered repairs, checked by name when the recipe is parsed, and each of them
+    costs as much as a repair cell)."""
+    small = shrink(config)
+    fields = {f.name: getattr(small, f.name) for f in dataclasses.fields(small)}
+    return SmokeMendConfig(**{**fields, "candidates": small.candidates[:1]})
+
+
 def smoke_attack_params(recipe: Recipe) -> dict[str, tuple[tuple[str, Any], ...]]:
     """Each attack's trigger parameters: the recipe's, with every capped parameter (given or default)
     bounded; a default that needs no cap is left out, as the recipe leaves it out."""
     out = {}
-    for name in recipe.grid.attacks:
+    for name in (a for a in recipe.grid.attacks if a != CLEAN):
         given = dict(recipe.attack_params.get(name, ()))
         defaults = {f.name: f.default for f in dataclasses.fields(TRIGGERS[name].trigger)}
         values = {key: given.get(key, defaults[key]) for key in trigger_parameters(name)}
@@ -71,7 +102,8 @@ def smoke_attack_params(recipe: Recipe) -> dict[str, tuple[tuple[str, Any], ...]
 
 def smoke_recipe(recipe: Recipe) -> Recipe:
     """`recipe` at the smoke size (see the module docstring): the first seed, TRAIN_IMAGES training and
-    TEST_IMAGES test images, CLEAN_FRACTION defender data, no AutoAttack, one epoch, capped inner loops."""
+    TEST_IMAGES test images, CLEAN_FRACTION (with mend cells MEND_CLEAN_FRACTION) defender data, no
+    AutoAttack, one epoch, capped inner loops (those of the columns, detect, mend's scan and retune)."""
     run = recipe.run
     return dataclasses.replace(
         recipe,
@@ -82,11 +114,16 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
             run,
             train_subset=min(run.train_subset or TRAIN_IMAGES, TRAIN_IMAGES),
             test_images=min(run.test_images or TEST_IMAGES, TEST_IMAGES),
-            clean_fraction=min(run.clean_fraction, CLEAN_FRACTION),
+            clean_fraction=min(
+                run.clean_fraction, MEND_CLEAN_FRACTION if recipe.grid.mend else CLEAN_FRACTION
+            ),
             aa_images=0,
         ),
         train=shrink(recipe.train),
         attack_params=smoke_attack_params(recipe),
-        configs={name: shrink(config) for name, config in recipe.configs.items()},
+        columns={name: dataclasses.replace(c, config=shrink(c.config)) for name, c in recipe.columns.items()},
+        detect=shrink(recipe.detect),
+        mend=smoke_mend(recipe.mend),
+        retune=shrink(recipe.retune),
         smoke=True,
     )

@@ -1,11 +1,13 @@
 """A bench output folder: `cells/ID.json` (one finished cell each, written atomically), `models/BASE/` (the
-cached base artefacts), and the results files.
+cached base artefacts), `cell-models/ID/` (the models of the cells whose model other cells take: a
+teacher column's, a retuned column's), and the results files.
 
 A cell's identity is its spec (the settings that determine it, `cells.cell_spec`) and the code it ran
 (`code.code_identity`: package version and source hash). A record with another spec does not count as
 the cell at all (changed settings are recomputed); a record with the same spec but other code is the
 cell's *stale* result, recomputed unless the run keeps stale cells. A base model is reused only when both
-its spec and its code match, so every cell computed now runs entirely on the current code."""
+its spec and its code match, and so is a cell's model, so every cell computed now runs entirely on the
+current code."""
 
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from mendnet.artefact import META, atomic_output_dir, atomic_write_json, write_f
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
 from mendnet.bench.code import code_identity
 from mendnet.bench.recipe import Recipe
-from mendnet.bench.work import BENCH_KEY, CODE_KEY, read_folder
+from mendnet.bench.work import BENCH_KEY, CODE_KEY, read_folder, weights_digest
 
 CELLS = "cells"
 MODELS = "models"
+CELL_MODELS = "cell-models"
 
 
 class BenchStore:
@@ -51,21 +54,38 @@ class BenchStore:
         """Whether `record` was computed by the code this store is judged against."""
         return record.get("code") == self.code
 
-    def base_files(self, recipe: Recipe, base: BaseKey) -> dict[str, bytes] | None:
-        """The cached base artefact's files, or None (missing, or trained with other settings or code)."""
-        folder = self.base_path(base)
+    def cell_model_path(self, cell: Cell) -> Path:
+        return self.root / CELL_MODELS / cell.id
+
+    def _artefact_files(self, folder: Path, spec: dict) -> dict[str, bytes] | None:
+        """The files of the artefact in `folder` if its model.json records `spec` and this store's code."""
         try:
             meta = json.loads((folder / META).read_text())
         except (OSError, ValueError):
             return None
-        if not isinstance(meta, dict) or meta.get(BENCH_KEY) != base_spec(recipe, base):
-            return None
-        if meta.get(CODE_KEY) != self.code:
+        if not isinstance(meta, dict) or meta.get(BENCH_KEY) != spec or meta.get(CODE_KEY) != self.code:
             return None
         return read_folder(folder)
 
+    def base_files(self, recipe: Recipe, base: BaseKey) -> dict[str, bytes] | None:
+        """The cached base artefact's files, or None (missing, or trained with other settings or code)."""
+        return self._artefact_files(self.base_path(base), base_spec(recipe, base))
+
+    def cell_model_files(self, recipe: Recipe, cell: Cell) -> dict[str, bytes] | None:
+        """The stored model of `cell`, or None (missing, or made with other settings or code)."""
+        return self._artefact_files(self.cell_model_path(cell), cell_spec(recipe, cell))
+
+    def model_digest(self, recipe: Recipe, cell: Cell) -> str | None:
+        """The weights digest of `cell`'s stored model (`work.weights_digest`), or None."""
+        files = self.cell_model_files(recipe, cell)
+        return weights_digest(files) if files is not None else None
+
     def write_base(self, base: BaseKey, files: dict[str, bytes]) -> None:
         with atomic_output_dir(self.base_path(base), force=True) as tmp:
+            write_files(tmp, files)
+
+    def write_cell_model(self, cell: Cell, files: dict[str, bytes]) -> None:
+        with atomic_output_dir(self.cell_model_path(cell), force=True) as tmp:
             write_files(tmp, files)
 
     def write_record(self, cell: Cell, record: dict) -> None:

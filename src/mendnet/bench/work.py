@@ -1,10 +1,12 @@
 """The two units of work of a grid, the same functions locally and as Ray tasks: train a base model, and
-compute one cell on it. Both take and return plain data (the recipe, artefact files as bytes, a JSON-able
-record), so a Ray worker on another machine needs no shared folder."""
+compute one cell on it (`kinds` says how each kind of cell is computed). Both take and return plain data
+(the recipe, artefact files as bytes, a JSON-able record), so a Ray worker on another machine needs no
+shared folder."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,25 +15,24 @@ from typing import Any
 
 import torch
 
-from mendnet.artefact import load_artefact, write_artefact, write_files
+from mendnet.artefact import WEIGHTS, Artefact, load_artefact, write_artefact, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
 from mendnet.bench.code import code_identity
+from mendnet.bench.grid import CLEAN
+from mendnet.bench.kinds import KINDS, Inputs, robustify
 from mendnet.bench.recipe import Recipe
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
 from mendnet.device import resolve_device
-from mendnet.jobs.repair import repair_model
 from mendnet.jobs.train import train_model
-from mendnet.robust.evaluation import robust_metrics
-from mendnet.robust.job import robustify_model
 from mendnet.robust.transfer import split_set
 from mendnet.threats.backdoor.spec import PoisonSpec
 
 BENCH_KEY = "bench"
-"""The key of a base artefact's model.json that holds its `base_spec`."""
+"""The key of a base artefact's model.json that holds its `base_spec` (a cell's model: its `cell_spec`)."""
 
 CODE_KEY = "bench_code"
-"""The key of a base artefact's model.json that holds the code identity it was trained with."""
+"""The key of a stored artefact's model.json that holds the code identity it was made with."""
 
 NOT_METRICS = ("eps_linf", "eval_images")
 """Numbers of a robustness report that describe the setting, kept in a record's info."""
@@ -89,7 +90,7 @@ def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[st
             spec = None
             if base.attack is None:  # the natural model: on the robustifiers' half of the training set
                 sets = (split_set(sets[0], run.split, 0), sets[1])
-            else:
+            elif base.attack != CLEAN:
                 p, params = recipe.poison, recipe.attack_params.get(base.attack, ())
                 spec = PoisonSpec(base.attack, p.target, p.rate, p.mode, params)
             outcome = train_model(
@@ -107,38 +108,6 @@ def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[st
         outcome.meta[CODE_KEY] = code_identity()
         write_artefact(Path(tmp), outcome.model, outcome.meta, outcome.metrics)
         return read_folder(Path(tmp))
-
-
-def robustify(
-    recipe: Recipe,
-    method: str,
-    arch: str,
-    seed: int,
-    sets: tuple[ImageSet, ImageSet],
-    teacher: Any,
-    split: str,
-    progress: bool = False,
-) -> Any:
-    """`mendnet.robust.job.robustify_model` with the recipe's settings (a fresh `arch` unless the method
-    distils `teacher`), measured on the recipe's test images."""
-    run = recipe.run
-    return robustify_model(
-        method,
-        recipe.configs[method],
-        data=DataRef(sets[0].name, run.data_dir),
-        teacher=teacher,
-        arch=arch,
-        split=split,
-        split_seed=0,
-        train_subset=run.train_subset,
-        eval_images=len(sets[1]),
-        eval_eps=run.eval_eps,
-        aa_images=run.aa_images,
-        seed=seed,
-        device=resolve_device(run.device),
-        progress=progress,
-        sets=sets,
-    )
 
 
 def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -159,70 +128,66 @@ def load_files(files: dict[str, bytes], folder: Path) -> Any:
     return load_artefact(folder)
 
 
+def weights_digest(files: dict[str, bytes]) -> str:
+    """SHA-256 (hex) of an artefact's weights file: which model a cell took from its source."""
+    return hashlib.sha256(files[WEIGHTS]).hexdigest()
+
+
+def _loaded(files: dict[str, bytes] | None, folder: Path) -> Artefact | None:
+    return load_files(files, folder) if files is not None else None
+
+
 def run_cell(
     recipe: Recipe,
     cell: Cell,
     base_files: dict[str, bytes],
     teacher_files: dict[str, bytes] | None = None,
+    source_files: dict[str, bytes] | None = None,
+    keep_model: bool = False,
     progress: bool = False,
-) -> dict:
-    """Compute one cell on its base (and teacher), given as artefact files; return its JSON-able record
-    (with the code identity of the process that computed it and the device it ran on)."""
+) -> tuple[dict, dict[str, bytes] | None]:
+    """Compute one cell on its base, given as artefact files, with the base a robustifier distils
+    (`teacher_files`) and the model of its source cell (`source_files`). Return its JSON-able record
+    (with the code identity of the process that computed it, the device it ran on and, under "source",
+    the source cell's id and weights digest) and, with `keep_model`, the artefact files of the model the
+    cell made (model.json holding the cell's spec and the code identity), else None."""
     run = recipe.run
     device = resolve_device(run.device)
     start = time.perf_counter()
-    info: dict[str, Any] = {}
+    spec = cell_spec(recipe, cell)
+    model_files = None
     with cell_environment(run.threads, cell.base.seed), tempfile.TemporaryDirectory() as tmp:
-        art = load_files(base_files, Path(tmp) / "base")
-        sets = load_sets(cell.base.data, run.data_dir, run.test_images)
-        if cell.kind == "base":
-            metrics = dict(art.metrics)
-            if cell.base.attack is None:
-                model = art.model.to(device)
-                seed = cell.base.seed
-                metrics.update(
-                    robust_metrics(
-                        model,
-                        sets[1],
-                        eps=run.eval_eps,
-                        device=device,
-                        seed=seed,
-                        progress=progress,
-                        aa_images=run.aa_images,
-                    )
-                )
-        elif cell.kind == "repair":
-            before = {k: art.metrics[k] for k in ("acc", "asr", "ra") if k in art.metrics}
-            outcome = repair_model(
-                art,
-                cell.method,
-                recipe.configs[cell.method],
-                clean_fraction=run.clean_fraction,
-                seed=cell.base.seed,
-                device=device,
-                progress=progress,
-                sets=sets,
-                before=before,
-            )
-            metrics = {k: v for k, v in outcome.metrics.items() if k != "before"}
-            info = outcome.meta["repair"]["info"]
-        else:
-            teacher = load_files(teacher_files, Path(tmp) / "teacher") if teacher_files is not None else None
-            result = robustify(
-                recipe, cell.method, cell.base.model, cell.base.seed, sets, teacher, run.split, progress
-            )
-            metrics, info = result.metrics, result.meta["robustify"]["info"]
+        inputs = Inputs(
+            art=load_files(base_files, Path(tmp) / "base"),
+            sets=load_sets(cell.base.data, run.data_dir, run.test_images),
+            teacher=_loaded(teacher_files, Path(tmp) / "teacher"),
+            source=_loaded(source_files, Path(tmp) / "source"),
+            seed=cell.base.seed,
+            device=device,
+            progress=progress,
+        )
+        done = KINDS[cell.kind](recipe, cell, inputs)
+        metrics, info = done.metrics, done.info
         for key in NOT_METRICS:
             if key in metrics:
                 info[key] = metrics.pop(key)
-    return {
+        if keep_model and done.outcome is not None:
+            meta = {**done.outcome.meta, BENCH_KEY: spec, CODE_KEY: code_identity()}
+            write_artefact(Path(tmp) / "model", done.outcome.model, meta, done.outcome.metrics)
+            model_files = read_folder(Path(tmp) / "model")
+    source = None
+    if cell.source is not None and source_files is not None:
+        source = {"cell": cell.source.id, "weights": weights_digest(source_files)}
+    record = {
         "id": cell.id,
         **cell.key(),
         "kind": cell.kind,
         "metrics": flat_metrics(metrics),
         "info": info,
-        "spec": cell_spec(recipe, cell),
+        "source": source,
+        "spec": spec,
         "code": code_identity(),
         "device": device_label(device),
         "cell_seconds": time.perf_counter() - start,
     }
+    return record, model_files
