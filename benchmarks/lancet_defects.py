@@ -49,7 +49,7 @@ import torch
 from docs_section import DOC, write_section
 from result_cache import as_json, read_cached, write_cached
 
-from mendnet.artefact import Artefact
+from mendnet.artefact import Artefact, load_artefact, save_artefact
 from mendnet.data.defender import defender_sets
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
@@ -149,7 +149,15 @@ def defect_scores(model: Classifier, half2: ImageSet, wrong2: torch.Tensor, devi
 def clean_model(
     setting: Setting, sets: tuple[ImageSet, ImageSet], seed: int, device: torch.device
 ) -> Classifier:
-    """The defects' clean model of `seed` (Trojan's attacker reuses it when it is a WRN-16-1)."""
+    """The defects' clean model of `seed` (Trojan's attacker reuses it when it is a WRN-16-1), kept in
+    RESULTS as an artefact that records its training settings (reused only when they match)."""
+    path = RESULTS / f"clean-{setting.arch}-{setting.subset}-s{seed}"
+    key = as_json(
+        {"arch": setting.arch, "train": asdict(setting.train), "subset": setting.subset, "seed": seed}
+    )
+    if (path / "model.json").exists() and load_artefact(path).meta.get("cache_settings") == key:
+        say(f"seed {seed}: the clean {setting.arch} from {path}")
+        return load_artefact(path).model.to(device).eval()
     say(f"seed {seed}: training a clean {setting.arch}")
     torch.manual_seed(seed)
     out = train_model(
@@ -162,6 +170,7 @@ def clean_model(
         sets=sets,
         train_subset=setting.subset,
     )
+    save_artefact(path, out.model.cpu(), {**out.meta, "cache_settings": key}, out.metrics, force=True)
     return out.model.to(device).eval()
 
 
