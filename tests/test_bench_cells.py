@@ -15,7 +15,7 @@ from mendnet.bench.cells import cell_spec, enumerate_cells
 from mendnet.bench.plan import plan_cells
 from mendnet.bench.recipe import tomllib
 from mendnet.bench.store import BenchStore
-from mendnet.bench.work import weights_digest
+from mendnet.bench.stored import output_digest
 from mendnet.errors import MendnetError
 
 # Two rows (BadNets and a clean model), FT and a NAD variant whose attention teacher is FT's model, Neural
@@ -158,12 +158,12 @@ def test_every_new_kind_of_cell_has_its_metrics(feature_runs):
         return records[f"{BASES[1]}--{method}"]
 
     assert backdoored("nad-ft")["method"] == "nad-ft" and backdoored("nad-ft")["spec"]["registered"] == "nad"
-    ft_model = BenchStore(out).cell_model_files(
+    ft_model = BenchStore(out).cell_output_files(
         recipe, next(c for c in cells if c.id == f"{BASES[0]}--finetune")
     )
     assert backdoored("nad-ft")["source"] == {
         "cell": f"{BASES[0]}--finetune",
-        "weights": weights_digest(ft_model),
+        "weights": output_digest(ft_model),
     }
     assert backdoored("nad-ft")["info"]["teacher"] == "given"  # NAD distilled the FT cell's model
     for method in ("none", "finetune", "nad-ft", "mend"):
@@ -223,7 +223,7 @@ def test_a_recomputed_teacher_makes_its_takers_stale(feature_runs, tmp_path):
     summary = run_bench(recipe, copy, progress=False)
     assert summary.computed == [ft, f"{BASES[0]}--nad-ft", f"{BASES[0]}--retune--nad-ft"]
     record = json.loads((copy / "cells" / f"{BASES[0]}--nad-ft.json").read_text())
-    assert record["source"]["weights"] == BenchStore(copy).model_digest(
+    assert record["source"]["weights"] == BenchStore(copy).digest(
         recipe, next(c for c in enumerate_cells(recipe) if c.id == ft)
     )
 

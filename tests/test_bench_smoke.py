@@ -46,7 +46,7 @@ def test_smoke_recipe_keeps_the_grid_and_shrinks_the_work(path):
     assert run.train_subset <= TRAIN_IMAGES and run.test_images <= TEST_IMAGES and run.aa_images == 0
     assert run.threads == recipe.run.threads and run.split == recipe.run.split
     configs = [c.config for c in smoke.columns.values()]
-    for config in (smoke.train, *configs, smoke.detect, smoke.mend, smoke.retune):
+    for config in (smoke.train, *configs, *smoke.bases.values(), smoke.detect, smoke.mend, smoke.retune):
         for field in dataclasses.fields(config):
             if field.name == "epochs" or field.name.endswith("_epochs"):
                 assert getattr(config, field.name) <= 1, (config, field.name)

@@ -5,22 +5,29 @@ a clean model (attack "none"), or the naturally trained one of (data, model, see
 is trained once and cached as an artefact; its own metrics are the grid's "none" (or "natural") cell,
 and each repair or robustifier column of the grid is one more cell on it, as are its detect and mend
 cells. A robustifier that distils a teacher takes the natural base, or the robust teacher (a base trained
-by the recipe's `run.robust_teacher` robustifier), as its teacher. A cell may also take the model another
-cell of its base makes, its *source*: a repair column with `teacher = "COLUMN"` takes that column's
-model as its teacher, a retune cell the model of the column it retunes. The source's spec is part of the
-cell's spec, and the cells come in an order where each source precedes the cells that take its model.
+by the recipe's `run.robust_teacher` robustifier), as its teacher (or an extra natural base of
+`run.natural_teacher`, mendnet.bench.roles). A Trojan or CL base may be planted with the clean model of
+another base, its *attacker* (`run.attacker_model`), whose spec is part of its own. A cell may also take
+what another cell of its base makes: its *source*'s model (a repair column with `teacher = "COLUMN"`
+takes that column's model as its teacher, a retune cell the model of the column it retunes) and its
+*trigger* cell's reversed trigger (a column with `trigger = "detect"` takes the detect cell's). Their
+specs are part of the cell's spec, and the cells come in an order where each such cell precedes the
+cells that take what it makes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR, RETUNE
 from mendnet.bench.recipe import Recipe
+from mendnet.bench.roles import CLEAN_ROW, SURROGATE
 from mendnet.registry import ROBUSTIFIERS
+from mendnet.threats.backdoor import TRIGGERS
+from mendnet.train import TrainConfig
 
 
 def slug(text: str) -> str:
@@ -30,18 +37,22 @@ def slug(text: str) -> str:
 
 @dataclass(frozen=True)
 class BaseKey:
-    """A model trained for the grid: backdoored by `attack`, trained by the robustifier `teacher` (a
-    robust teacher), or naturally trained (both None)."""
+    """A model trained for the grid: backdoored by `attack` (CLEAN: a clean model), trained by the
+    robustifier `teacher` (a robust teacher), or naturally trained (both None); `train` names the
+    [base.NAME] whose training settings replace [train]'s (an extra clean or natural model; None: none)."""
 
     data: str
     model: str
     attack: str | None
     seed: int
     teacher: str | None = None
+    train: str | None = None
 
     @property
     def id(self) -> str:
         kind = self.attack or (f"teacher-{self.teacher}" if self.teacher else NATURAL)
+        if self.train is not None:
+            kind += f"-{self.train}"
         return f"{slug(self.data)}--{slug(self.model)}--{slug(kind)}--s{self.seed}"
 
 
@@ -50,13 +61,20 @@ class Cell:
     """One result of the grid: column `method` on the base (NO_REPAIR or NATURAL: the base itself).
     kind: "base", "repair", "robustify", "detect", "mend" or "retune" (method: the column retuned);
     teacher: the base a robustifier distils (None: none); source: the cell whose model this cell takes
-    (a repair's teacher column, a retuned column; None: none)."""
+    (a repair's teacher column, a retuned column; None: none); trigger: the detect cell whose reversed
+    trigger this cell takes (None: none)."""
 
     base: BaseKey
     method: str
     kind: str
     teacher: BaseKey | None = None
     source: Cell | None = None
+    trigger: Cell | None = None
+
+    @property
+    def takes(self) -> list[Cell]:
+        """The cells whose output this cell takes: its source (a model), its trigger cell."""
+        return [c for c in (self.source, self.trigger) if c is not None]
 
     @property
     def id(self) -> str:
@@ -81,12 +99,15 @@ def base_cells(recipe: Recipe, base: BaseKey) -> list[Cell]:
     take no teacher column first), mend, and the retuning attack on the chosen columns (backdoored only)."""
     g = recipe.grid
     cells = [Cell(base, NO_REPAIR, "base")]
-    if g.detect:
-        cells.append(Cell(base, DETECT, DETECT))
     made: dict[str, Cell] = {}
+    if g.detect:
+        made[DETECT] = Cell(base, DETECT, DETECT)
+        cells.append(made[DETECT])
     for name in sorted(g.repairs, key=lambda n: recipe.columns[n].teacher is not None):
-        teacher = recipe.columns[name].teacher
-        made[name] = Cell(base, name, "repair", source=made[teacher] if teacher else None)
+        column = recipe.columns[name]
+        source = made[column.teacher] if column.teacher else None
+        trigger = made[column.trigger] if column.trigger else None
+        made[name] = Cell(base, name, "repair", source=source, trigger=trigger)
         cells.append(made[name])
     if g.mend:
         made[MEND] = Cell(base, MEND, MEND)
@@ -118,8 +139,9 @@ def enumerate_cells(recipe: Recipe) -> list[Cell]:
             if g.robustifiers:
                 for seed in g.seeds:
                     base = BaseKey(data, model, None, seed)
+                    natural = recipe.run.natural_teacher
                     teachers = {
-                        "natural": base,
+                        "natural": base if natural == NATURAL else replace(base, train=natural),
                         "robust": BaseKey(data, model, None, seed, recipe.run.robust_teacher),
                     }
                     cells.append(Cell(base, NATURAL, "base"))
@@ -127,6 +149,21 @@ def enumerate_cells(recipe: Recipe) -> list[Cell]:
                         role = ROBUSTIFIERS[recipe.columns[name].method].teacher
                         cells.append(Cell(base, name, "robustify", teachers.get(role or "")))
     return cells
+
+
+def attacker_of(recipe: Recipe, base: BaseKey) -> BaseKey | None:
+    """The base whose model plants `base`'s backdoor (Trojan's patch, CL's perturbation are prepared on
+    it): the clean row's or a [base.NAME] clean model of the same data, model and seed; None when the
+    attack needs no model or trains its own surrogate (`run.attacker_model`, mendnet.bench.roles)."""
+    chosen = recipe.run.attacker_model
+    if base.attack in (None, CLEAN) or not TRIGGERS[base.attack].needs_model or chosen == SURROGATE:
+        return None
+    return BaseKey(base.data, base.model, CLEAN, base.seed, train=None if chosen == CLEAN_ROW else chosen)
+
+
+def base_train(recipe: Recipe, base: BaseKey) -> TrainConfig:
+    """The training settings of a backdoored, clean or natural base: its [base.NAME]'s, else [train]."""
+    return recipe.bases[base.train] if base.train is not None else recipe.train
 
 
 def _plain(obj: Any) -> Any:
@@ -142,7 +179,7 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
         "model": base.model,
         "attack": base.attack,
         "seed": base.seed,
-        "train": asdict(recipe.train),
+        "train": asdict(base_train(recipe, base)),
         "train_subset": run.train_subset,
         "test_images": run.test_images,
         "threads": run.threads,
@@ -153,6 +190,9 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
     if base.attack not in (None, CLEAN):
         spec["poison"] = asdict(recipe.poison)
         spec["attack_params"] = dict(recipe.attack_params.get(base.attack, ()))
+        attacker = attacker_of(recipe, base)
+        if attacker is not None:
+            spec["attacker"] = base_spec(recipe, attacker)
     if base.attack is None and base.teacher is None:
         spec["split"] = run.split
     if base.teacher is not None:
@@ -184,6 +224,8 @@ def cell_spec(recipe: Recipe, cell: Cell) -> dict[str, Any]:
         spec["clean_fraction"] = recipe.run.clean_fraction
     if cell.source is not None:
         spec["source"] = cell_spec(recipe, cell.source)
+    if cell.trigger is not None:
+        spec["trigger"] = cell_spec(recipe, cell.trigger)
     if cell.kind in ("base", "robustify") and cell.base.attack is None:
         spec["eval_eps"] = recipe.run.eval_eps
         spec["aa_images"] = recipe.run.aa_images

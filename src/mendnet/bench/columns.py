@@ -1,11 +1,15 @@
 """The method columns of a recipe: every name of grid.repairs and grid.robustifiers (and the robust
-teacher) as a `Column`: the registered method it runs, its Config, and the repair column whose model is
-its teacher.
+teacher) as a `Column`: the registered method it runs, its Config, the repair column whose model is its
+teacher, and whether its reversed trigger is the detect cell's.
 
 A column is a registered method under its own name, set by `[repair.NAME]` or `[robustify.NAME]`, or a
 named variant, set by `[variant.NAME]` with `method = "REGISTERED"`; both take the Config's fields and,
 for a method whose registry entry says its teacher is optional (NAD's attention teacher, MCR's second
-endpoint), `teacher = "COLUMN"`: that repair column's model on the same base and seed is the teacher.
+endpoint), `teacher = "COLUMN"`: that repair column's model on the same base and seed is the teacher; for
+a method that repairs with a reversed trigger (registry `uses_trigger`: Neural Cleanse's unlearning,
+AI-Lancet), `trigger = "detect"`: the reversed trigger of the base's detect cell (grid.detect), not one
+the method reverses itself. The Config's `trigger` field (a file) takes no other value in a recipe: a
+file's content would not be part of the cells' identity.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mendnet.bench.grid import RESERVED, Grid
+from mendnet.bench.grid import DETECT, RESERVED, Grid
 from mendnet.bench.settings import config_from_table, table
 from mendnet.errors import MendnetError
 from mendnet.registry import REPAIRS, ROBUSTIFIERS, Method
@@ -26,11 +30,14 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9]+([._-][A-Za-z0-9]+)*")
 @dataclass(frozen=True)
 class Column:
     """A column of the grid: the registered method `method` run with `config`; teacher: the repair column
-    whose model (same base, same seed) is the method's teacher, None for the method's own or none."""
+    whose model (same base, same seed) is the method's teacher, None for the method's own or none;
+    trigger: DETECT when the method repairs with the base's detect cell's reversed trigger, None when it
+    reverses its own (or uses none)."""
 
     method: str
     config: Any
     teacher: str | None = None
+    trigger: str | None = None
 
 
 def variant_methods(doc: dict[str, Any]) -> dict[str, str]:
@@ -56,9 +63,35 @@ def variant_methods(doc: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _column(registry: dict[str, Method], method: str, settings: dict[str, Any], where: str) -> Column:
-    """The column running `method` with the Config fields of `settings` and its `teacher` key, if any."""
+def _trigger(method: Method, settings: dict[str, Any], where: str, detect: bool) -> str | None:
+    """The `trigger` key of a column's settings (popped): DETECT, or None when absent."""
+    trigger = settings.pop("trigger", None)
+    if trigger is None:
+        return None
+    if not method.uses_trigger:
+        users = ", ".join(n for n, m in REPAIRS.items() if m.uses_trigger)
+        raise MendnetError(f"[{where}]: {method.name} uses no reversed trigger; only {users} do")
+    if trigger != DETECT:
+        raise MendnetError(
+            f'[{where}]: trigger must be "{DETECT}" (the detect cell\'s reversed trigger), got {trigger!r}; '
+            "a file's content would not be part of the cells' identity"
+        )
+    if not detect:
+        raise MendnetError(f'[{where}]: trigger = "{DETECT}" needs grid.detect = true')
+    if "label" in settings:
+        raise MendnetError(
+            f'[{where}]: with trigger = "{DETECT}" the detect cell chooses the label; drop label'
+        )
+    return trigger
+
+
+def _column(
+    registry: dict[str, Method], method: str, settings: dict[str, Any], where: str, detect: bool
+) -> Column:
+    """The column running `method` with the Config fields of `settings` and its `teacher` and `trigger`
+    keys, if any; detect: whether the grid has detect cells."""
     settings = dict(settings)
+    trigger = _trigger(registry[method], settings, where, detect)
     teacher = settings.pop("teacher", None)
     if teacher is not None:
         optional = [n for n, m in {**REPAIRS, **ROBUSTIFIERS}.items() if m.teacher == "optional"]
@@ -69,7 +102,7 @@ def _column(registry: dict[str, Method], method: str, settings: dict[str, Any], 
             )
         if not isinstance(teacher, str):
             raise MendnetError(f"[{where}]: teacher must name a repair column, got {teacher!r}")
-    return Column(method, config_from_table(registry[method].config, settings, where), teacher)
+    return Column(method, config_from_table(registry[method].config, settings, where), teacher, trigger)
 
 
 def _check_teachers(columns: dict[str, Column], grid: Grid, variants: dict[str, str]) -> None:
@@ -129,14 +162,16 @@ def method_columns(
                 raise MendnetError(f"[{section}.{name}] must be a table")
         for name in dict.fromkeys([*chosen, *tables]):
             if name not in variants:
-                columns[name] = _column(registry, name, tables.get(name, {}), f"{section}.{name}")
+                columns[name] = _column(
+                    registry, name, tables.get(name, {}), f"{section}.{name}", grid.detect
+                )
     variant_tables = table(doc, "variant")
     for name, method in variants.items():
         registry, axis = (REPAIRS, "repairs") if method in REPAIRS else (ROBUSTIFIERS, "robustifiers")
         if name not in getattr(grid, axis) and name != robust_teacher:
             raise MendnetError(f"[variant.{name}]: {name!r} is not in grid.{axis}")
         settings = {k: v for k, v in variant_tables[name].items() if k != "method"}
-        columns[name] = _column(registry, method, settings, f"variant.{name}")
+        columns[name] = _column(registry, method, settings, f"variant.{name}", grid.detect)
     _check_teachers(columns, grid, variants)
     _robust_teacher(columns, robust_teacher)
     return columns

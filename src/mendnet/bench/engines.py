@@ -1,15 +1,17 @@
 """Engines that compute a list of unfinished cells: in this process, or as Ray tasks. Both call the same
 `train_base` and `run_cell` with the same thread count, so they give the same results; both save each
-base and each cell as soon as it is done (and the model of a cell that other cells take, before its
-record), so a stopped run loses only the work in flight. A cell that takes another cell's model (its
-source) gets that model's files: from the source computed in the same run, else from the store."""
+base and each cell as soon as it is done (and the output of a cell that other cells take, before its
+record), so a stopped run loses only the work in flight. A base planted on another base's model (its
+attacker) is trained after it and gets its files. A cell that takes another cell's output (its source's
+model, its trigger cell's reversed trigger) gets those files: from the cell computed in the same run,
+else from the store."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from mendnet.bench.cells import BaseKey, Cell
+from mendnet.bench.cells import BaseKey, Cell, attacker_of
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.store import BenchStore
 from mendnet.bench.work import run_cell, train_base
@@ -18,19 +20,38 @@ from mendnet.errors import MendnetError
 Report = Callable[[Cell, dict], None]
 
 
-def stored_model(recipe: Recipe, store: BenchStore, cell: Cell) -> dict[str, bytes]:
-    """The stored model of a finished source cell (`plan.plan_cells` computes any source without one)."""
-    files = store.cell_model_files(recipe, cell)
+def stored_output(recipe: Recipe, store: BenchStore, cell: Cell) -> dict[str, bytes]:
+    """The stored output of a finished cell that others take (`plan.plan_cells` computes any such cell
+    without one)."""
+    files = store.cell_output_files(recipe, cell)
     if files is None:
-        raise MendnetError(f"the model of cell {cell.id} is missing from {store.root}; run the grid again")
+        raise MendnetError(f"the output of cell {cell.id} is missing from {store.root}; run the grid again")
     return files
+
+
+def needed_bases(recipe: Recipe, todo: list[Cell]) -> list[BaseKey]:
+    """The bases (and teachers) of `todo`, each after the base whose model plants it (its attacker)."""
+    out: dict[BaseKey, None] = {}
+
+    def add(base: BaseKey) -> None:
+        attacker = attacker_of(recipe, base)
+        if attacker is not None:
+            add(attacker)
+        out[base] = None
+
+    for cell in todo:
+        for base in (cell.base, cell.teacher):
+            if base is not None:
+                add(base)
+    return list(out)
 
 
 def run_local(
     recipe: Recipe, store: BenchStore, todo: list[Cell], keep: set[Cell], report: Report, progress: bool
 ) -> None:
-    """Compute `todo` in order in this process, training (or loading) each base once; the models of the
-    cells in `keep` are stored (other cells take them)."""
+    """Compute `todo` in order in this process, training (or loading) each base once (an attacker's
+    base before the bases planted on its model); the outputs of the cells in `keep` are stored (other
+    cells take them)."""
     held: dict[BaseKey, dict[str, bytes]] = {}
     made: dict[Cell, dict[str, bytes]] = {}
 
@@ -38,10 +59,17 @@ def run_local(
         if base not in held:
             files = store.base_files(recipe, base)
             if files is None:
-                files = train_base(recipe, base, progress)
+                attacker = attacker_of(recipe, base)
+                given = files_of(attacker) if attacker is not None else None
+                files = train_base(recipe, base, given, progress)
                 store.write_base(base, files)
             held[base] = files
         return held[base]
+
+    def taken(cell: Cell | None) -> dict[str, bytes] | None:
+        if cell is None:
+            return None
+        return made.get(cell) or stored_output(recipe, store, cell)
 
     for cell in todo:
         for base in [b for b in held if b not in (cell.base, cell.teacher)]:
@@ -49,13 +77,19 @@ def run_local(
         for other in [c for c in made if c.base != cell.base]:
             del made[other]
         teacher = files_of(cell.teacher) if cell.teacher is not None else None
-        source = None
-        if cell.source is not None:
-            source = made.get(cell.source) or stored_model(recipe, store, cell.source)
-        record, model = run_cell(recipe, cell, files_of(cell.base), teacher, source, cell in keep, progress)
-        if model is not None:
-            store.write_cell_model(cell, model)
-            made[cell] = model
+        record, output = run_cell(
+            recipe,
+            cell,
+            files_of(cell.base),
+            teacher,
+            taken(cell.source),
+            taken(cell.trigger),
+            cell in keep,
+            progress,
+        )
+        if output is not None:
+            store.write_cell_output(cell, output)
+            made[cell] = output
         store.write_record(cell, record)
         report(cell, record)
 
@@ -77,10 +111,11 @@ def run_ray(
     address: str | None = None,
 ) -> None:
     """Compute `todo` as Ray tasks (each with `recipe.run.threads` CPUs, one GPU on a CUDA device): one
-    task per missing base, then one per cell, depending on its base's (and teacher's) task and on its
-    source cell's task (or the source's stored model). Results come back to this process, which writes
-    them (and the models of the cells in `keep`), so workers need no shared folder. Starts a local Ray
-    instance unless one is running or `address` names a cluster, and stops only one it started."""
+    task per missing base (depending on its attacker base's), then one per cell, depending on its base's
+    (and teacher's) task and on the tasks of the cells whose output it takes (or their stored outputs).
+    Results come back to this process, which writes them (and the outputs of the cells in `keep`), so
+    workers need no shared folder. Starts a local Ray instance unless one is running or `address` names a
+    cluster, and stops only one it started."""
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
@@ -95,34 +130,45 @@ def run_ray(
         cell_task = ray.remote(run_cell).options(**options, num_returns=2)
         jobs: dict[Any, tuple[str, Any, Any]] = {}
         base_refs: dict[BaseKey, Any] = {}
-        for base in dict.fromkeys(b for c in todo for b in (c.base, c.teacher) if b is not None):
+        for base in needed_bases(recipe, todo):
             files = store.base_files(recipe, base)
             if files is None:
-                ref = train_task.remote(recipe, base)
+                attacker = attacker_of(recipe, base)
+                given = base_refs[attacker] if attacker is not None else None
+                ref = train_task.remote(recipe, base, given)
                 jobs[ref] = ("base", base, None)
             else:
                 ref = ray.put(files)
             base_refs[base] = ref
-        model_refs: dict[Cell, Any] = {}
+        output_refs: dict[Cell, Any] = {}
+
+        def taken(cell: Cell | None) -> Any:
+            if cell is None:
+                return None
+            if cell not in output_refs:
+                output_refs[cell] = ray.put(stored_output(recipe, store, cell))
+            return output_refs[cell]
+
         for cell in todo:
             teacher = base_refs[cell.teacher] if cell.teacher is not None else None
-            source = None
-            if cell.source is not None:
-                if cell.source not in model_refs:
-                    model_refs[cell.source] = ray.put(stored_model(recipe, store, cell.source))
-                source = model_refs[cell.source]
-            record_ref, model_ref = cell_task.remote(
-                recipe, cell, base_refs[cell.base], teacher, source, cell in keep
+            record_ref, output_ref = cell_task.remote(
+                recipe,
+                cell,
+                base_refs[cell.base],
+                teacher,
+                taken(cell.source),
+                taken(cell.trigger),
+                cell in keep,
             )
-            model_refs[cell] = model_ref
-            jobs[record_ref] = ("cell", cell, model_ref)
+            output_refs[cell] = output_ref
+            jobs[record_ref] = ("cell", cell, output_ref)
         pending = list(jobs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            kind, what, model_ref = jobs[ready[0]]
+            kind, what, output_ref = jobs[ready[0]]
             try:
                 value = ray.get(ready[0])
-                model = ray.get(model_ref) if kind == "cell" and what in keep else None
+                output = ray.get(output_ref) if kind == "cell" and what in keep else None
             except ray.exceptions.RayTaskError as e:
                 if isinstance(e.cause, MendnetError):
                     raise MendnetError(str(e.cause)) from None
@@ -130,8 +176,8 @@ def run_ray(
             if kind == "base":
                 store.write_base(what, value)
                 continue
-            if model is not None:
-                store.write_cell_model(what, model)
+            if output is not None:
+                store.write_cell_output(what, output)
             store.write_record(what, value)
             report(what, value)
     finally:

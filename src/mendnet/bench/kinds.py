@@ -1,6 +1,7 @@
 """What each kind of cell computes, as thin adapters over the job functions: the base's own metrics,
-a repair (`jobs.repair.repair_model`), a robustifier (`robust.job.robustify_model`), Neural Cleanse
-detection (`jobs.detect.detect_artefact`), mend (`jobs.mend.mend_artefact`) and the retuning attack
+a repair (`jobs.repair.repair_model`, with a source cell's model as its teacher or a detect cell's
+reversed trigger), a robustifier (`bench.robust_cells`), Neural Cleanse detection
+(`jobs.detect.detect_artefact`), mend (`jobs.mend.mend_artefact`) and the retuning attack
 (`threats.backdoor.retune.retune`) on a source cell's model."""
 
 from __future__ import annotations
@@ -8,113 +9,43 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from mendnet.artefact import Artefact
 from mendnet.bench.cells import Cell
 from mendnet.bench.grid import DETECT, MEND, RETUNE
+from mendnet.bench.inputs import Done, Inputs
 from mendnet.bench.recipe import Recipe
-from mendnet.data.imageset import ImageSet
-from mendnet.data.ref import DataRef
-from mendnet.device import resolve_device
+from mendnet.bench.robust_cells import natural_report, robustify_cell
+from mendnet.bench.taken_trigger import smallest_norm_label
 from mendnet.evaluate import backdoor_metrics
 from mendnet.jobs.defender import defender_data
 from mendnet.jobs.detect import detect_artefact
 from mendnet.jobs.mend import mend_artefact
-from mendnet.jobs.outcome import ModelOutcome
 from mendnet.jobs.repair import repair_model
-from mendnet.robust.evaluation import robust_metrics
-from mendnet.robust.job import robustify_model
 from mendnet.threats.backdoor.retune import retune
 from mendnet.threats.backdoor.spec import backdoor_test_for
 
-
-@dataclass
-class Inputs:
-    """What a cell works on: its base model, the (train, test) sets, the base a robustifier distils and
-    the model of the cell's source (None when it has none), where and how it runs."""
-
-    art: Artefact
-    sets: tuple[ImageSet, ImageSet]
-    teacher: Artefact | None
-    source: Artefact | None
-    seed: int
-    device: torch.device
-    progress: bool
-
-
-@dataclass
-class Done:
-    """A cell's result: its metrics (nested dicts allowed), its info, and the job's outcome when the
-    cell makes a model (repairs and mend: a source for other cells)."""
-
-    metrics: dict[str, Any]
-    info: dict[str, Any]
-    outcome: ModelOutcome | None = None
-
-
-def robustify(
-    recipe: Recipe,
-    column: str,
-    arch: str,
-    seed: int,
-    sets: tuple[ImageSet, ImageSet],
-    teacher: Any,
-    split: str,
-    progress: bool = False,
-) -> Any:
-    """`mendnet.robust.job.robustify_model` with the recipe's settings of robustifier column `column` (a
-    fresh `arch` unless the method distils `teacher`), measured on the recipe's test images."""
-    run, chosen = recipe.run, recipe.columns[column]
-    return robustify_model(
-        chosen.method,
-        chosen.config,
-        data=DataRef(sets[0].name, run.data_dir),
-        teacher=teacher,
-        arch=arch,
-        split=split,
-        split_seed=0,
-        train_subset=run.train_subset,
-        eval_images=len(sets[1]),
-        eval_eps=run.eval_eps,
-        aa_images=run.aa_images,
-        seed=seed,
-        device=resolve_device(run.device),
-        progress=progress,
-        sets=sets,
-    )
+CHANGES = {"weights_changed": "weights_changed", "fraction_of_layer": "changed_share"}
+"""A repair's info that is a metric of its cell (AI-Lancet's changed weights): info key → metric."""
 
 
 def _base(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
     """The base model's own metrics (the natural model's with its robustness report)."""
-    metrics = dict(x.art.metrics)
     if cell.base.attack is None:
-        run = recipe.run
-        model = x.art.model.to(x.device)
-        metrics.update(
-            robust_metrics(
-                model,
-                x.sets[1],
-                eps=run.eval_eps,
-                device=x.device,
-                seed=x.seed,
-                progress=x.progress,
-                aa_images=run.aa_images,
-            )
-        )
-    return Done(metrics, {})
+        return natural_report(recipe, x)
+    return Done(dict(x.art.metrics), {})
 
 
 def _repair(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
-    """The repair column on the base, with its source cell's model as the teacher when it names one."""
+    """The repair column on the base, with its source cell's model as the teacher when it names one and
+    its trigger cell's reversed trigger (and chosen label) when it takes one. The weights a repair
+    changed in one layer (AI-Lancet) are metrics too; their indices are left out of the record."""
     column = recipe.columns[cell.method]
+    config = x.trigger.config_for(column.config) if x.trigger is not None else column.config
     outcome = repair_model(
         x.art,
         column.method,
-        column.config,
+        config,
         clean_fraction=recipe.run.clean_fraction,
         seed=x.seed,
         device=x.device,
@@ -124,20 +55,18 @@ def _repair(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
         before={k: x.art.metrics[k] for k in ("acc", "asr", "ra") if k in x.art.metrics},
     )
     metrics = {k: v for k, v in outcome.metrics.items() if k != "before"}
-    return Done(metrics, outcome.meta["repair"]["info"], outcome)
-
-
-def _robustify(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
-    run = recipe.run
-    result = robustify(recipe, cell.method, cell.base.model, x.seed, x.sets, x.teacher, run.split, x.progress)
-    return Done(result.metrics, result.meta["robustify"]["info"])
+    info = {k: v for k, v in outcome.meta["repair"]["info"].items() if k != "changed_indices"}
+    if cell.trigger is not None and "trigger" in info:  # not the temporary folder it was read from
+        info["trigger"] = f"reversed by {cell.trigger.id}"
+    metrics.update({metric: info[key] for key, metric in CHANGES.items() if key in info})
+    return Done(metrics, info, outcome)
 
 
 def _detect(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
     """Neural Cleanse on the base: the flagged labels, the smallest-norm label, the largest anomaly index
     among the labels below the median norm (a clean model's margin to being flagged), the target's
     anomaly index (when the base records a backdoor and the index is finite) and whether it is flagged."""
-    report = detect_artefact(
+    detected = detect_artefact(
         x.art,
         recipe.detect,
         clean_fraction=recipe.run.clean_fraction,
@@ -145,9 +74,10 @@ def _detect(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
         device=x.device,
         progress=x.progress,
         sets=x.sets,
-    ).report
+    )
+    report = detected.report
     labels, flagged, target = report["labels"], report["flagged"], report["threat_target"]
-    smallest = min(labels, key=lambda row: row["norm"])["label"]
+    smallest = smallest_norm_label(labels)
     median = statistics.median(row["norm"] for row in labels)
     below = [
         row["anomaly_index"] or 0.0 for row in labels if row["norm"] < median
@@ -169,7 +99,7 @@ def _detect(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
         "labels": labels,
         "epochs": report["epochs"],
     }
-    return Done(metrics, info)
+    return Done(metrics, info, files=detected.files)
 
 
 def _mend(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
@@ -217,7 +147,7 @@ def _retune(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
 KINDS: dict[str, Callable[[Recipe, Cell, Inputs], Done]] = {
     "base": _base,
     "repair": _repair,
-    "robustify": _robustify,
+    "robustify": robustify_cell,
     DETECT: _detect,
     MEND: _mend,
     RETUNE: _retune,

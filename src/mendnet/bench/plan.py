@@ -1,6 +1,7 @@
 """Which cells of a grid a run computes: those without a finished record of their settings, those
-computed by other code (unless stale cells are kept), those whose source cell's model is computed again
-or differs from the one they took, and those whose model another cell takes but which is not stored."""
+computed by other code (unless stale cells are kept), those whose source or trigger cell is computed
+again or made another output than the one they took, and those whose output (a model, a reversed trigger)
+another cell takes but which is not stored."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from mendnet.bench.store import BenchStore
 
 @dataclass
 class Plan:
-    """The cells to compute (in grid order: each source before the cells that take its model), the ids
+    """The cells to compute (in grid order: each cell before the cells that take its output), the ids
     of those finished with the current code, and of the stale ones kept."""
 
     todo: list[Cell]
@@ -21,12 +22,20 @@ class Plan:
     stale: list[str]
 
 
+def taken_digest(record: dict, cell: Cell, taken: Cell) -> str | None:
+    """The digest of `taken`'s output that `cell`'s record says it took (its source's weights, its
+    trigger cell's reversed trigger), or None."""
+    if taken == cell.source:
+        return (record.get("source") or {}).get("weights")
+    return (record.get("trigger") or {}).get("digest")
+
+
 def plan_cells(recipe: Recipe, store: BenchStore, cells: list[Cell], keep_stale: bool) -> Plan:
-    """Judge each of `cells` (module docstring) against `store`. A stale cell whose model a computed cell
+    """Judge each of `cells` (module docstring) against `store`. A stale cell whose output a computed cell
     needs is computed again even with `keep_stale`, so every cell computed runs on the current code."""
     records = {cell: store.record(recipe, cell) for cell in cells}
-    sources = {cell.source for cell in cells if cell.source is not None}
-    digests = {cell: store.model_digest(recipe, cell) for cell in sources}
+    givers = {taken for cell in cells for taken in cell.takes}
+    digests = {cell: store.digest(recipe, cell) for cell in givers}
     todo: set[Cell] = set()
 
     def must_run(cell: Cell) -> bool:
@@ -34,15 +43,14 @@ def plan_cells(recipe: Recipe, store: BenchStore, cells: list[Cell], keep_stale:
         if record is None:
             return True
         if not store.is_current(record):
-            return not keep_stale or any(c.source == cell for c in todo)
-        if cell.source is not None:
-            taken = (record.get("source") or {}).get("weights")
-            if cell.source in todo or taken != digests[cell.source]:
+            return not keep_stale or any(cell in c.takes for c in todo)
+        for taken in cell.takes:
+            if taken in todo or taken_digest(record, cell, taken) != digests[taken]:
                 return True
-        return cell in sources and digests[cell] is None
+        return cell in givers and digests[cell] is None
 
     changed = True
-    while changed:  # a cell computed again can require its source (kept stale) or its takers again
+    while changed:  # a cell computed again can require its givers (kept stale) or its takers again
         changed = False
         for cell in cells:
             if cell not in todo and must_run(cell):

@@ -21,8 +21,18 @@ format's reference.
     retune = ["finetune", "nad"]            # the retuning attack on these columns' models (repairs or
                                             # "mend"; backdoored rows only; settings: [retune])
 
-    [run]      # train_subset, test_images, clean_fraction, threads, device, data_dir, robustifier set-up
+    [run]      # train_subset, test_images, clean_fraction, threads, device, data_dir, robustifier set-up,
+               # and the models of two roles (RunSettings):
+    attacker_model = "clean"   # the clean model Trojan and CL prepare their trigger on: "surrogate" (the
+                               # default: each trains its own inside its base, seed + 1), "clean" (the
+                               # clean row's model of the same data, model and seed; grid.attacks must
+                               # hold "none"), or a [base.NAME]
+    natural_teacher = "natural-ls"  # the natural teacher of robustifiers that distil one (AGKD-BML:
+                                    # also its starting point): "natural" (the default: the natural
+                                    # row's model) or a [base.NAME]
     [train]    # mendnet.train.TrainConfig of the backdoored (or clean, or natural) model
+    [base.natural-ls]       # an extra model for a role above, shown in no row: [train] with these
+    label_smoothing = 0.5   # changes (mendnet.bench.roles); its spec is part of its takers' identity
     [poison]   # target, rate, mode of every backdoor (grid.retune needs mode "all-to-one")
     [attack.blend]     # trigger parameters of one attack (as `mendnet train --attack-param`)
     [repair.nad]       # fields of that repair's Config, and (NAD, MCR) teacher = "COLUMN"
@@ -37,6 +47,14 @@ format's reference.
                           # the same base and seed; without it they build their own. That cell runs
                           # first, and its settings are part of this column's cells' identity.
 
+    [repair.lancet-flip]
+    trigger = "detect"    # methods that repair with a reversed trigger (registry `uses_trigger`) take
+                          # the base's detect cell's (grid.detect) instead of reversing their own: its
+                          # flagged label with the smallest norm, else (none flagged) the smallest-norm
+                          # label, handed as `label` to Configs that have one. The detect cell runs
+                          # first; its settings are part of the taker's identity, and a recomputed
+                          # detect cell makes its takers stale.
+
     [detect]   # mendnet.detect.neural_cleanse.Config of the detect cells (flagged labels, the target's
                # anomaly index, the smallest-norm label, seconds)
     [mend]     # mendnet.mend.run.MendConfig of the mend cells (ACC/ASR after, the chosen candidate)
@@ -44,10 +62,18 @@ format's reference.
                # attack's fine-tuning on the defender data with a few poisoned images)
 
 A cell's record names its column as `method` (a variant: its own name; its spec holds the registered
-method under "registered", the settings under "config", and the spec of the cell whose model it took
-under "source"; the record's "source" names that cell and the digest of the weights it took). Detect
-and mend cells are the columns "detect" and "mend"; a retune cell's column is the column it retunes,
-its metrics retune_acc, retune_asr and retune_seconds.
+method under "registered", the settings under "config", the spec of the cell whose model it took under
+"source" and of the detect cell whose trigger it took under "trigger"; the record's "source" names that
+cell and the digest of the weights it took, its "trigger" the detect cell, the digest of the reversed
+trigger, the label used and whether Neural Cleanse flagged it). Detect and mend cells are the columns
+"detect" and "mend"; a retune cell's column is the column it retunes, its metrics retune_acc,
+retune_asr and retune_seconds. A repair that changes a few weights of one layer (AI-Lancet) reports
+weights_changed and changed_share (their share of the chosen layer's weights); robustness reports add
+masking_gap (PGD-20's robust accuracy minus the worst case; mendnet.bench.masking) and, with
+AutoAttack, aa_gap and aa_gap_flag; a robustifier's info names its teacher base and that base's
+training seconds, which its own train_seconds leave out. A repair whose method refuses to run (a
+MendnetError: AI-Lancet when the reversed trigger sends no defender image to its label) is recorded
+with the message under info "refused" and no metrics, unless another cell takes its model.
 """
 
 from __future__ import annotations
@@ -63,11 +89,12 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
 
 from mendnet.bench.columns import Column, method_columns, variant_methods
 from mendnet.bench.grid import CLEAN, Grid, parse_grid
+from mendnet.bench.roles import parse_bases
+from mendnet.bench.run_settings import PoisonSettings, RunSettings
 from mendnet.bench.settings import config_from_table, table
 from mendnet.detect.neural_cleanse import Config as DetectConfig
 from mendnet.errors import MendnetError
 from mendnet.mend.run import MendConfig
-from mendnet.robust.evaluation import AA_IMAGES
 from mendnet.threats.backdoor.retune import RetuneConfig
 from mendnet.train import TrainConfig
 
@@ -83,71 +110,18 @@ TOP_KEYS = (
     "repair",
     "robustify",
     "variant",
+    "base",
     "detect",
     "mend",
     "retune",
 )
-SPLITS = ("all", "source", "target")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How every cell runs.
-
-    train_subset: train on this many seeded training images (None: all). test_images: evaluate on the
-    first N test images (None: all). clean_fraction: the defender data of repairs. threads: torch
-    threads of every cell, locally and as a Ray task (the thread count changes float summation order,
-    so equal counts are what make local and Ray results identical).
-    Robustifier cells: robust_teacher is the robustifier whose model (trained once per data set, model
-    and seed, on the `teacher_split` half) is the teacher of methods with a robust teacher; `split` is
-    the half the robustifiers train on ("all", or "source"/"target": Robust-KD's same-data split);
-    eval_eps the L∞ budget of their robustness report (None: 0.1 on 28×28 greyscale, else 8/255);
-    aa_images the test images AutoAttack runs on in that report (the first N; 0: no AutoAttack).
-    """
-
-    train_subset: int | None = None
-    test_images: int | None = None
-    clean_fraction: float = 0.05
-    threads: int = 1
-    device: str = "cpu"
-    data_dir: str | None = None
-    robust_teacher: str = "pgd-at"
-    split: str = "all"
-    teacher_split: str = "all"
-    eval_eps: float | None = None
-    aa_images: int = AA_IMAGES
-
-    def __post_init__(self) -> None:
-        for name in ("train_subset", "test_images"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise MendnetError(f"run.{name} must be ≥ 1, got {value}")
-        if self.aa_images < 0:
-            raise MendnetError(f"run.aa_images must be ≥ 0, got {self.aa_images}")
-        if self.threads < 1:
-            raise MendnetError(f"run.threads must be ≥ 1, got {self.threads}")
-        if not 0 < self.clean_fraction < 1:
-            raise MendnetError(f"run.clean_fraction must lie in (0, 1), got {self.clean_fraction}")
-        for name in ("split", "teacher_split"):
-            if getattr(self, name) not in SPLITS:
-                raise MendnetError(
-                    f"run.{name} must be one of {', '.join(SPLITS)}, got {getattr(self, name)!r}"
-                )
-
-
-@dataclass(frozen=True)
-class PoisonSettings:
-    """Target label, poisoned fraction of the training set and mode of every planted backdoor."""
-
-    target: int = 0
-    rate: float = 0.1
-    mode: str = "all-to-one"
 
 
 @dataclass(frozen=True)
 class Recipe:
     """A parsed recipe: the grid, the settings of each step, each method column (Column: registered
-    method, Config, teacher column) and the Configs of the detect, mend and retune cells."""
+    method, Config, teacher column, trigger source), the Configs of the detect, mend and retune cells, and
+    the training settings of each [base.NAME]."""
 
     name: str
     title: str
@@ -162,6 +136,8 @@ class Recipe:
     detect: DetectConfig = field(default_factory=DetectConfig)
     mend: MendConfig = field(default_factory=MendConfig)
     retune: RetuneConfig = field(default_factory=RetuneConfig)
+    bases: dict[str, TrainConfig] = field(default_factory=dict)
+    """[base.NAME] → its TrainConfig (mendnet.bench.roles)."""
     smoke: bool = False
     """A smoke run (`mendnet.bench.smoke.smoke_recipe`; no TOML key sets it): its cells' specs say so."""
 
@@ -201,6 +177,7 @@ def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
     poison = config_from_table(PoisonSettings, table(doc, "poison"), "poison")
     if grid.retune and poison.mode != "all-to-one":
         raise MendnetError(f'grid.retune needs poison.mode = "all-to-one" (one target), got {poison.mode!r}')
+    columns = method_columns(doc, grid, variants, run.robust_teacher)
     return Recipe(
         name=name,
         title=str(doc.get("title", name)),
@@ -210,10 +187,11 @@ def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
         train=config_from_table(TrainConfig, table(doc, "train"), "train"),
         poison=poison,
         attack_params=_attack_params(doc, grid),
-        columns=method_columns(doc, grid, variants, run.robust_teacher),
+        columns=columns,
         detect=_cell_settings(doc, "detect", grid.detect, DetectConfig),
         mend=_cell_settings(doc, "mend", grid.mend, MendConfig),
         retune=_cell_settings(doc, "retune", bool(grid.retune), RetuneConfig),
+        bases=parse_bases(doc, grid, run.attacker_model, run.natural_teacher, columns),
     )
 
 

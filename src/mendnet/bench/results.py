@@ -1,17 +1,20 @@
 """A grid's results: one tidy CSV (a row per cell and metric), one JSON (a record per cell), and Markdown
 tables with mean ± std over seeds (rows: data set, model, attack; columns: methods, mend, and under a
 repaired column the retuning attack's metrics), where STALE marks a table cell that includes a stale
-record (one computed by other code, kept with `--keep-stale`); then mend's choices and Neural Cleanse's
-detection, each a table of its own."""
+record (one computed by other code, kept with `--keep-stale`); then mend's choices, Neural Cleanse's
+detection, the reversed triggers taken from detect cells, the weights a repair changed, the robust
+rows' gradient-masking flags and the repairs that refused to run, each a table of its own."""
 
 from __future__ import annotations
 
 import csv
 import io
-import statistics
 from collections.abc import Collection, Sequence
 
-from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR
+from mendnet.bench.grid import DETECT, MEND, NATURAL, NO_REPAIR
+from mendnet.bench.inputs import REFUSED
+from mendnet.bench.markdown import head, lead, mark, rows_of, seed_table, summarise, table
+from mendnet.bench.masking import FLAG, masking_table
 from mendnet.bench.recipe import Recipe
 
 KEYS = ("data", "model", "attack", "method", "seed")
@@ -23,13 +26,21 @@ FRACTION_NAMES = {
     "retune_asr": "ASR after retuning",
     "retune_acc": "ACC after retuning",
     "worst_case": "worst-case accuracy",
+    "masking_gap": "PGD-20 − worst case",
+    "aa_gap": "PGD-20 − AutoAttack",
+    "changed_share": "weights changed (share of the chosen layer's)",
 }
+LATE = ("worst_case", "masking_gap", "aa_gap", "changed_share")
+"""Fractions shown after the others (each attack's robust accuracy), in this order."""
+COUNT_NAMES = {"weights_changed": "weights changed"}
 SECONDS_NAMES = {
     "train_seconds": "training seconds",
     "seconds": "seconds",
     "retune_seconds": "retuning seconds",
+    "aa_seconds": "AutoAttack seconds",
 }
-STALE = "†"
+UNTABLED = (FLAG,)
+"""Metrics in the CSV and JSON but in no metric table (the flags table shows them)."""
 
 
 def tidy_csv(records: Sequence[dict]) -> str:
@@ -47,61 +58,19 @@ def metric_title(metric: str) -> str:
     """A table heading for a metric name (fractions are shown in percent)."""
     if metric in SECONDS_NAMES:
         return SECONDS_NAMES[metric]
+    if metric in COUNT_NAMES:
+        return COUNT_NAMES[metric]
     return f"{FRACTION_NAMES.get(metric, metric)} %"
 
 
-def summarise(values: Sequence[float], percent: bool, seeds: int, digits: int | None = None) -> str:
-    """'mean ± std' (sample std over seeds; one value: the value alone); '(n of N seeds)' if incomplete.
-    digits: after the point (default: 2 in percent, else 1)."""
-    scaled = [100 * v if percent else v for v in values]
-    digits = digits if digits is not None else 2 if percent else 1
-    text = f"{statistics.mean(scaled):.{digits}f}"
-    if len(scaled) > 1:
-        text += f" ± {statistics.stdev(scaled):.{digits}f}"
-    if len(scaled) < seeds:
-        text += f" ({len(scaled)} of {seeds} seeds)"
-    return text
-
-
 def metric_order(records: Sequence[dict]) -> list[str]:
-    """The metrics present, in reading order: ACC, ASR, RA, DER, the others (e.g. each attack's robust
-    accuracy) as they first appear, the worst case, then seconds."""
-    present = list(dict.fromkeys(m for r in records for m in r["metrics"]))
-    fixed = [m for m in FRACTION_NAMES if m in present and m != "worst_case"]
-    tail = [m for m in ("worst_case", *SECONDS_NAMES) if m in present]
+    """The metrics of the tables, in reading order: ACC, ASR, RA, DER, the retuning attack's, the others
+    (e.g. each attack's robust accuracy) as they first appear, the LATE fractions (the worst case first),
+    counts, then seconds."""
+    present = [m for m in dict.fromkeys(m for r in records for m in r["metrics"]) if m not in UNTABLED]
+    fixed = [m for m in FRACTION_NAMES if m in present and m not in LATE]
+    tail = [m for m in (*LATE, *COUNT_NAMES, *SECONDS_NAMES) if m in present]
     return fixed + [m for m in present if m not in fixed and m not in tail] + tail
-
-
-Row = tuple[str, str, str]
-"""A table row: (data, model, attack)."""
-
-
-def _rows(records: Sequence[dict]) -> list[Row]:
-    return list(dict.fromkeys((r["data"], r["model"], r["attack"]) for r in records))
-
-
-def _lead(recipe: Recipe) -> list[str]:
-    """The row headings: data and model when the grid varies them, and the attack."""
-    g = recipe.grid
-    return [name for name, axis in (("data", g.data), ("model", g.models)) if len(axis) > 1] + ["attack"]
-
-
-def _head(recipe: Recipe, row: Row) -> list[str]:
-    """A row's headings; the clean row's attack reads "none (clean model)"."""
-    data, model, attack = row
-    shown = {"data": data, "model": model, "attack": f"{CLEAN} (clean model)" if attack == CLEAN else attack}
-    return [shown[k] for k in _lead(recipe)]
-
-
-def _mark(records: Sequence[dict], stale: Collection[str]) -> str:
-    return f" {STALE}" if any(r["id"] in stale for r in records) else ""
-
-
-def _table(title: str, head: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    return "\n".join(
-        [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        + ["| " + " | ".join(line) + " |" for line in lines]
-    )
 
 
 def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> list[str]:
@@ -121,18 +90,19 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
         have = [r for r in scored if metric in r["metrics"]]
         used = [m for m in methods if any(r["method"] == m for r in have)]
         lines = []
-        for row in _rows(have):
+        for row in rows_of(have):
             cells = []
             for method in used:
                 chosen = [
                     r for r in have if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)
                 ]
                 values = [r["metrics"][metric] for r in chosen]
-                text = summarise(values, metric not in SECONDS_NAMES, len(g.seeds)) if values else "–"
-                cells.append(text + _mark(chosen, stale))
-            lines.append([*_head(recipe, row), *cells])
+                percent = metric not in SECONDS_NAMES and metric not in COUNT_NAMES
+                text = summarise(values, percent, len(g.seeds)) if values else "–"
+                cells.append(text + mark(chosen, stale))
+            lines.append([*head(recipe, row), *cells])
         title = f"**{metric_title(metric)}** (mean ± std over seeds {', '.join(map(str, g.seeds))})"
-        out.append(_table(title, [*_lead(recipe), *used], lines))
+        out.append(table(title, [*lead(recipe), *used], lines))
     return out
 
 
@@ -142,13 +112,13 @@ def mend_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] =
     if not mended:
         return None
     lines = []
-    for row in _rows(mended):
+    for row in rows_of(mended):
         chosen = sorted(
             (r for r in mended if (r["data"], r["model"], r["attack"]) == row), key=lambda r: r["seed"]
         )
         text = ", ".join(f"{r['info']['chosen']} (seed {r['seed']})" for r in chosen)
-        lines.append([*_head(recipe, row), text + _mark(chosen, stale)])
-    return _table("**mend's choice** (the model it kept)", [*_lead(recipe), "chosen"], lines)
+        lines.append([*head(recipe, row), text + mark(chosen, stale)])
+    return table("**mend's choice** (the model it kept)", [*lead(recipe), "chosen"], lines)
 
 
 def detect_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str | None:
@@ -160,7 +130,7 @@ def detect_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str]
         return None
     seeds = len(recipe.grid.seeds)
     lines = []
-    for row in _rows(detected):
+    for row in rows_of(detected):
         chosen = sorted(
             (r for r in detected if (r["data"], r["model"], r["attack"]) == row), key=lambda r: r["seed"]
         )
@@ -170,16 +140,16 @@ def detect_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str]
         ]
         lines.append(
             [
-                *_head(recipe, row),
+                *head(recipe, row),
                 f"{int(sum(hits))} of {len(hits)}" if hits else "–",
                 summarise(index, False, seeds, digits=2) if index else "–",
                 summarise([r["metrics"]["max_below_median_index"] for r in chosen], False, seeds, digits=2),
                 "; ".join(str(r["info"]["flagged"]) for r in chosen),
                 "; ".join(str(r["info"]["smallest_norm_label"]) for r in chosen),
-                summarise([r["metrics"]["seconds"] for r in chosen], False, seeds) + _mark(chosen, stale),
+                summarise([r["metrics"]["seconds"] for r in chosen], False, seeds) + mark(chosen, stale),
             ]
         )
-    head = [
+    heads = [
         "target flagged",
         "target's anomaly index",
         "largest index below the median norm",
@@ -188,12 +158,38 @@ def detect_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str]
         "seconds",
     ]
     title = "**Neural Cleanse detection** (per seed: " + ", ".join(map(str, recipe.grid.seeds)) + ")"
-    return _table(title, [*_lead(recipe), *head], lines)
+    return table(title, [*lead(recipe), *heads], lines)
+
+
+def _trigger_note(record: dict) -> str:
+    taken = record["trigger"]
+    label = "the trigger's own flags" if taken["label"] is None else f"label {taken['label']}"
+    return label + (" (flagged)" if taken["flagged"] else " (none flagged: the smallest norm's)")
+
+
+def _refused_note(record: dict) -> str:
+    return record["info"][REFUSED]
+
+
+def _changes_note(record: dict) -> str:
+    info = record["info"]
+    return f"{info['weights_changed']} in `{info['layer']}` ({100 * info['fraction_of_layer']:.2f}%)"
 
 
 def markdown_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str:
-    """The Markdown of `records`: the metric tables, then mend's choices and the detection table (when
-    the grid has such cells)."""
+    """The Markdown of `records`: the metric tables, then (when the grid has such cells) mend's choices,
+    the detection table, the reversed trigger each taker took from its detect cell, the weights changed
+    in the chosen layer, the gradient-masking flags and the refused repairs."""
     tables = metric_tables(recipe, records, stale)
-    tables += [t for t in (mend_table(recipe, records, stale), detect_table(recipe, records, stale)) if t]
-    return "\n\n".join(tables) + "\n"
+    takers = [r for r in records if r.get("trigger")]
+    changers = [r for r in records if "weights_changed" in r["metrics"] and "layer" in r["info"]]
+    refused = [r for r in records if REFUSED in r["info"]]
+    more = (
+        mend_table(recipe, records, stale),
+        detect_table(recipe, records, stale),
+        seed_table(recipe, takers, "**Reversed trigger taken from the detect cell**", _trigger_note, stale),
+        seed_table(recipe, changers, "**Weights changed** (in the chosen layer)", _changes_note, stale),
+        masking_table(recipe, records, stale),
+        seed_table(recipe, refused, "**Refused** (the method's error; no metrics)", _refused_note, stale),
+    )
+    return "\n\n".join([*tables, *(t for t in more if t)]) + "\n"

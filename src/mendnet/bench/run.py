@@ -15,9 +15,11 @@ from mendnet.bench.cells import Cell, enumerate_cells
 from mendnet.bench.code import short_code
 from mendnet.bench.docs import Provenance, write_section
 from mendnet.bench.engines import run_local, run_ray
+from mendnet.bench.inputs import REFUSED
+from mendnet.bench.markdown import STALE
 from mendnet.bench.plan import plan_cells
 from mendnet.bench.recipe import Recipe
-from mendnet.bench.results import STALE, markdown_tables, tidy_csv
+from mendnet.bench.results import markdown_tables, tidy_csv
 from mendnet.bench.store import BenchStore
 from mendnet.errors import MendnetError
 from mendnet.progress import console
@@ -70,10 +72,11 @@ def run_bench(
         if progress:
             m = record["metrics"]
             shown = ", ".join(f"{k} {100 * m[k]:.2f}%" for k in ("acc", "asr", "retune_asr") if k in m)
+            shown = shown or f"refused: {record['info'].get(REFUSED)}"
             seconds = record["cell_seconds"]
             console.print(f"[{len(summary.computed)}/{total}] {cell.id}: {shown} ({seconds:.0f} s)")
 
-    keep = {c.source for c in cells if c.source is not None}  # models other cells take
+    keep = {taken for c in cells for taken in c.takes}  # models and triggers other cells take
     if todo:
         if engine == "ray":
             run_ray(recipe, store, todo, keep, report, ray_address)

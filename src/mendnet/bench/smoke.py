@@ -103,7 +103,8 @@ def smoke_attack_params(recipe: Recipe) -> dict[str, tuple[tuple[str, Any], ...]
 def smoke_recipe(recipe: Recipe) -> Recipe:
     """`recipe` at the smoke size (see the module docstring): the first seed, TRAIN_IMAGES training and
     TEST_IMAGES test images, CLEAN_FRACTION (with mend cells MEND_CLEAN_FRACTION) defender data, no
-    AutoAttack, one epoch, capped inner loops (those of the columns, detect, mend's scan and retune)."""
+    AutoAttack, one epoch (of every model, those of [base.NAME] too), capped inner loops (those of the
+    columns, detect, mend's scan and retune)."""
     run = recipe.run
     return dataclasses.replace(
         recipe,
@@ -125,5 +126,6 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
         detect=shrink(recipe.detect),
         mend=smoke_mend(recipe.mend),
         retune=shrink(recipe.retune),
+        bases={name: shrink(train) for name, train in recipe.bases.items()},
         smoke=True,
     )

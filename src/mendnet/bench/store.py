@@ -1,24 +1,25 @@
 """A bench output folder: `cells/ID.json` (one finished cell each, written atomically), `models/BASE/` (the
-cached base artefacts), `cell-models/ID/` (the models of the cells whose model other cells take: a
-teacher column's, a retuned column's), and the results files.
+cached base artefacts), `cell-models/ID/` (the outputs of the cells whose output other cells take: the
+model of a teacher column or a retuned column, as an artefact; a detect cell's folder, as `mendnet
+detect` writes it, with its reversed trigger), and the results files.
 
 A cell's identity is its spec (the settings that determine it, `cells.cell_spec`) and the code it ran
 (`code.code_identity`: package version and source hash). A record with another spec does not count as
 the cell at all (changed settings are recomputed); a record with the same spec but other code is the
 cell's *stale* result, recomputed unless the run keeps stale cells. A base model is reused only when both
-its spec and its code match, and so is a cell's model, so every cell computed now runs entirely on the
-current code."""
+its spec and its code match, and so is a cell's output (its model.json or detect.json records both), so
+every cell computed now runs entirely on the current code."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from mendnet.artefact import META, atomic_output_dir, atomic_write_json, write_files
+from mendnet.artefact import atomic_output_dir, atomic_write_json, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
 from mendnet.bench.code import code_identity
 from mendnet.bench.recipe import Recipe
-from mendnet.bench.work import BENCH_KEY, CODE_KEY, read_folder, weights_digest
+from mendnet.bench.stored import BENCH_KEY, CODE_KEY, STAMPED, output_digest, read_folder
 
 CELLS = "cells"
 MODELS = "models"
@@ -57,10 +58,14 @@ class BenchStore:
     def cell_model_path(self, cell: Cell) -> Path:
         return self.root / CELL_MODELS / cell.id
 
-    def _artefact_files(self, folder: Path, spec: dict) -> dict[str, bytes] | None:
-        """The files of the artefact in `folder` if its model.json records `spec` and this store's code."""
+    def _stored_files(self, folder: Path, spec: dict) -> dict[str, bytes] | None:
+        """The files in `folder` if the first of its STAMPED files (an artefact's model.json, a detect
+        folder's detect.json) records `spec` and this store's code."""
+        stamps = [folder / name for name in STAMPED if (folder / name).is_file()]
+        if not stamps:
+            return None
         try:
-            meta = json.loads((folder / META).read_text())
+            meta = json.loads(stamps[0].read_text())
         except (OSError, ValueError):
             return None
         if not isinstance(meta, dict) or meta.get(BENCH_KEY) != spec or meta.get(CODE_KEY) != self.code:
@@ -69,22 +74,23 @@ class BenchStore:
 
     def base_files(self, recipe: Recipe, base: BaseKey) -> dict[str, bytes] | None:
         """The cached base artefact's files, or None (missing, or trained with other settings or code)."""
-        return self._artefact_files(self.base_path(base), base_spec(recipe, base))
+        return self._stored_files(self.base_path(base), base_spec(recipe, base))
 
-    def cell_model_files(self, recipe: Recipe, cell: Cell) -> dict[str, bytes] | None:
-        """The stored model of `cell`, or None (missing, or made with other settings or code)."""
-        return self._artefact_files(self.cell_model_path(cell), cell_spec(recipe, cell))
+    def cell_output_files(self, recipe: Recipe, cell: Cell) -> dict[str, bytes] | None:
+        """The stored output of `cell` (a model, a detect folder), or None (missing, or made with other
+        settings or code)."""
+        return self._stored_files(self.cell_model_path(cell), cell_spec(recipe, cell))
 
-    def model_digest(self, recipe: Recipe, cell: Cell) -> str | None:
-        """The weights digest of `cell`'s stored model (`work.weights_digest`), or None."""
-        files = self.cell_model_files(recipe, cell)
-        return weights_digest(files) if files is not None else None
+    def digest(self, recipe: Recipe, cell: Cell) -> str | None:
+        """The digest of `cell`'s stored output (`work.output_digest`), or None."""
+        files = self.cell_output_files(recipe, cell)
+        return output_digest(files) if files is not None else None
 
     def write_base(self, base: BaseKey, files: dict[str, bytes]) -> None:
         with atomic_output_dir(self.base_path(base), force=True) as tmp:
             write_files(tmp, files)
 
-    def write_cell_model(self, cell: Cell, files: dict[str, bytes]) -> None:
+    def write_cell_output(self, cell: Cell, files: dict[str, bytes]) -> None:
         with atomic_output_dir(self.cell_model_path(cell), force=True) as tmp:
             write_files(tmp, files)
 

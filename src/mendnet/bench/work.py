@@ -1,12 +1,12 @@
-"""The two units of work of a grid, the same functions locally and as Ray tasks: train a base model, and
-compute one cell on it (`kinds` says how each kind of cell is computed). Both take and return plain data
-(the recipe, artefact files as bytes, a JSON-able record), so a Ray worker on another machine needs no
-shared folder."""
+"""The two units of work of a grid, the same functions locally and as Ray tasks: train a base model (with
+its attacker's model, when it has one), and compute one cell on it (`kinds` says how each kind of cell is
+computed). Both take and return plain data (the recipe, artefact and detect folders' files as bytes, a
+JSON-able record), so a Ray worker on another machine needs no shared folder."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -15,24 +15,27 @@ from typing import Any
 
 import torch
 
-from mendnet.artefact import WEIGHTS, Artefact, load_artefact, write_artefact, write_files
-from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
+from mendnet.artefact import Artefact, write_artefact, write_files
+from mendnet.bench.cells import BaseKey, Cell, attacker_of, base_spec, base_train, cell_spec
 from mendnet.bench.code import code_identity
 from mendnet.bench.grid import CLEAN
-from mendnet.bench.kinds import KINDS, Inputs, robustify
+from mendnet.bench.inputs import REFUSED, Done, Inputs
+from mendnet.bench.kinds import KINDS
 from mendnet.bench.recipe import Recipe
+from mendnet.bench.robust_cells import robustify
+from mendnet.bench.stored import BENCH_KEY, CODE_KEY, load_files, output_digest, read_folder
+from mendnet.bench.taken_trigger import REPORT, taken_trigger
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
 from mendnet.device import resolve_device
+from mendnet.errors import MendnetError
 from mendnet.jobs.train import train_model
 from mendnet.robust.transfer import split_set
 from mendnet.threats.backdoor.spec import PoisonSpec
 
-BENCH_KEY = "bench"
-"""The key of a base artefact's model.json that holds its `base_spec` (a cell's model: its `cell_spec`)."""
-
-CODE_KEY = "bench_code"
-"""The key of a stored artefact's model.json that holds the code identity it was made with."""
+ATTACKER_KEY = "bench_attacker"
+"""The key of a Trojan or CL base's model.json that names the base whose model planted it (its id and
+weights digest), when it has one (`cells.attacker_of`)."""
 
 NOT_METRICS = ("eps_linf", "eval_images")
 """Numbers of a robustness report that describe the setting, kept in a record's info."""
@@ -69,17 +72,15 @@ def device_label(device: torch.device) -> str:
     return device.type
 
 
-def read_folder(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (relative name → bytes)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[str, bytes]:
-    """Train the base model (backdoored, robust teacher, or natural) and return its artefact files;
-    model.json records the base spec under "bench" and the code identity under "bench_code"."""
+def train_base(
+    recipe: Recipe, base: BaseKey, attacker_files: dict[str, bytes] | None = None, progress: bool = False
+) -> dict[str, bytes]:
+    """Train the base model (backdoored, clean, robust teacher, or natural; with its [base.NAME]'s
+    training settings when it names one) and return its artefact files; a Trojan or CL base is planted
+    with the model of `attacker_files` (its `cells.attacker_of` base, trained first) when it has one.
+    model.json records the base spec under "bench", the code identity under "bench_code" and the
+    attacker base's id and weights digest under "bench_attacker"."""
     run = recipe.run
-    device = resolve_device(run.device)
-    ref = DataRef(base.data, run.data_dir)
     with cell_environment(run.threads, base.seed), tempfile.TemporaryDirectory() as tmp:
         sets = load_sets(base.data, run.data_dir, run.test_images)
         if base.teacher is not None:
@@ -87,27 +88,52 @@ def train_base(recipe: Recipe, base: BaseKey, progress: bool = False) -> dict[st
                 recipe, base.teacher, base.model, base.seed, sets, None, run.teacher_split
             )
         else:
-            spec = None
-            if base.attack is None:  # the natural model: on the robustifiers' half of the training set
-                sets = (split_set(sets[0], run.split, 0), sets[1])
-            elif base.attack != CLEAN:
-                p, params = recipe.poison, recipe.attack_params.get(base.attack, ())
-                spec = PoisonSpec(base.attack, p.target, p.rate, p.mode, params)
-            outcome = train_model(
-                ref,
-                base.model,
-                recipe.train,
-                poison_spec=spec,
-                seed=base.seed,
-                device=device,
-                progress=progress,
-                sets=sets,
-                train_subset=run.train_subset,
-            )
+            outcome = _trained(recipe, base, sets, attacker_files, Path(tmp) / "attacker", progress)
         outcome.meta[BENCH_KEY] = base_spec(recipe, base)
         outcome.meta[CODE_KEY] = code_identity()
-        write_artefact(Path(tmp), outcome.model, outcome.meta, outcome.metrics)
-        return read_folder(Path(tmp))
+        write_artefact(Path(tmp) / "base", outcome.model, outcome.meta, outcome.metrics)
+        return read_folder(Path(tmp) / "base")
+
+
+def _trained(
+    recipe: Recipe,
+    base: BaseKey,
+    sets: tuple[ImageSet, ImageSet],
+    attacker_files: dict[str, bytes] | None,
+    folder: Path,
+    progress: bool,
+) -> Any:
+    """`jobs.train.train_model` of a backdoored, clean or natural base (the natural one on the
+    robustifiers' half of the training set), planted with its attacker base's model when it has one."""
+    run = recipe.run
+    spec, clean = None, None
+    if base.attack is None:
+        sets = (split_set(sets[0], run.split, 0), sets[1])
+    elif base.attack != CLEAN:
+        p, params = recipe.poison, recipe.attack_params.get(base.attack, ())
+        spec = PoisonSpec(base.attack, p.target, p.rate, p.mode, params)
+    attacker = attacker_of(recipe, base)
+    if attacker is not None:
+        if attacker_files is None:
+            raise MendnetError(
+                f"base {base.id} is planted on base {attacker.id}'s model, which was not given"
+            )
+        clean = load_files(attacker_files, folder).model.to(resolve_device(run.device))
+    outcome = train_model(
+        DataRef(base.data, run.data_dir),
+        base.model,
+        base_train(recipe, base),
+        poison_spec=spec,
+        seed=base.seed,
+        device=resolve_device(run.device),
+        progress=progress,
+        sets=sets,
+        train_subset=run.train_subset,
+        clean_model=clean,
+    )
+    if attacker is not None:
+        outcome.meta[ATTACKER_KEY] = {"base": attacker.id, "weights": output_digest(attacker_files)}
+    return outcome
 
 
 def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -122,19 +148,23 @@ def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def load_files(files: dict[str, bytes], folder: Path) -> Any:
-    """The artefact made of `files`, written into `folder` and loaded."""
-    write_files(folder, files)
-    return load_artefact(folder)
-
-
-def weights_digest(files: dict[str, bytes]) -> str:
-    """SHA-256 (hex) of an artefact's weights file: which model a cell took from its source."""
-    return hashlib.sha256(files[WEIGHTS]).hexdigest()
-
-
 def _loaded(files: dict[str, bytes] | None, folder: Path) -> Artefact | None:
     return load_files(files, folder) if files is not None else None
+
+
+def _output(done: Done, spec: dict, folder: Path) -> dict[str, bytes] | None:
+    """The files of what a cell made, stamped with its spec and the code identity (None: it made
+    nothing another cell can take): its model as an artefact, or its detect folder with the stamp in
+    detect.json."""
+    stamp = {BENCH_KEY: spec, CODE_KEY: code_identity()}
+    if done.outcome is not None:
+        write_artefact(folder, done.outcome.model, {**done.outcome.meta, **stamp}, done.outcome.metrics)
+        return read_folder(folder)
+    if done.files is not None:
+        report = {**json.loads(done.files[REPORT]), **stamp}
+        write_files(folder, {**done.files, REPORT: json.dumps(report, indent=2) + "\n"})
+        return read_folder(folder)
+    return None
 
 
 def run_cell(
@@ -143,41 +173,55 @@ def run_cell(
     base_files: dict[str, bytes],
     teacher_files: dict[str, bytes] | None = None,
     source_files: dict[str, bytes] | None = None,
-    keep_model: bool = False,
+    trigger_files: dict[str, bytes] | None = None,
+    keep_output: bool = False,
     progress: bool = False,
 ) -> tuple[dict, dict[str, bytes] | None]:
     """Compute one cell on its base, given as artefact files, with the base a robustifier distils
-    (`teacher_files`) and the model of its source cell (`source_files`). Return its JSON-able record
-    (with the code identity of the process that computed it, the device it ran on and, under "source",
-    the source cell's id and weights digest) and, with `keep_model`, the artefact files of the model the
-    cell made (model.json holding the cell's spec and the code identity), else None."""
+    (`teacher_files`), the model of its source cell (`source_files`) and the folder of its trigger cell
+    (`trigger_files`). Return its JSON-able record (with the code identity of the process that computed
+    it, the device it ran on, under "source" the source cell's id and weights digest, and under "trigger"
+    the trigger cell's id, the reversed trigger's digest, the label handed to the method and whether it
+    was flagged) and, with `keep_output`, the files of what the cell made (`_output`), else None. A repair
+    whose method refuses to run (a MendnetError) is recorded with the error under info REFUSED and no
+    metrics, unless another cell takes its model (`keep_output`): then the error stops the run."""
     run = recipe.run
     device = resolve_device(run.device)
     start = time.perf_counter()
     spec = cell_spec(recipe, cell)
-    model_files = None
+    output = None
+    taken = None
     with cell_environment(run.threads, cell.base.seed), tempfile.TemporaryDirectory() as tmp:
+        if trigger_files is not None:
+            taken = taken_trigger(trigger_files, Path(tmp) / "trigger")
         inputs = Inputs(
             art=load_files(base_files, Path(tmp) / "base"),
             sets=load_sets(cell.base.data, run.data_dir, run.test_images),
             teacher=_loaded(teacher_files, Path(tmp) / "teacher"),
             source=_loaded(source_files, Path(tmp) / "source"),
+            trigger=taken,
             seed=cell.base.seed,
             device=device,
             progress=progress,
         )
-        done = KINDS[cell.kind](recipe, cell, inputs)
+        try:
+            done = KINDS[cell.kind](recipe, cell, inputs)
+        except MendnetError as e:  # e.g. AI-Lancet: the reversed trigger sends no image to its label
+            if cell.kind != "repair" or keep_output:
+                raise
+            done = Done({}, {REFUSED: str(e)})
         metrics, info = done.metrics, done.info
         for key in NOT_METRICS:
             if key in metrics:
                 info[key] = metrics.pop(key)
-        if keep_model and done.outcome is not None:
-            meta = {**done.outcome.meta, BENCH_KEY: spec, CODE_KEY: code_identity()}
-            write_artefact(Path(tmp) / "model", done.outcome.model, meta, done.outcome.metrics)
-            model_files = read_folder(Path(tmp) / "model")
-    source = None
+        if keep_output:
+            output = _output(done, spec, Path(tmp) / "output")
+    source = trigger = None
     if cell.source is not None and source_files is not None:
-        source = {"cell": cell.source.id, "weights": weights_digest(source_files)}
+        source = {"cell": cell.source.id, "weights": output_digest(source_files)}
+    if cell.trigger is not None and trigger_files is not None and taken is not None:
+        config = recipe.columns[cell.method].config
+        trigger = {"cell": cell.trigger.id, "digest": output_digest(trigger_files), **taken.record(config)}
     record = {
         "id": cell.id,
         **cell.key(),
@@ -185,9 +229,10 @@ def run_cell(
         "metrics": flat_metrics(metrics),
         "info": info,
         "source": source,
+        "trigger": trigger,
         "spec": spec,
         "code": code_identity(),
         "device": device_label(device),
         "cell_seconds": time.perf_counter() - start,
     }
-    return record, model_files
+    return record, output

@@ -36,20 +36,22 @@ class AttackEntry:
     clean_label: the default labelling (True: only target-class images are poisoned, labels kept).
     fixed_labelling: the attack is defined for its default labelling only (CL).
     needs_data: rebuilding the trigger needs the training set (Refool's reflection pool).
+    needs_model: preparing the trigger needs a clean model of the task (Trojan's patch, CL's PGD).
     """
 
     trigger: type
     clean_label: bool = False
     fixed_labelling: bool = False
     needs_data: bool = False
+    needs_model: bool = False
 
 
 TRIGGERS: dict[str, AttackEntry] = {
     "badnets": AttackEntry(BadNetsTrigger),
     "blend": AttackEntry(BlendTrigger),
-    "trojan": AttackEntry(TrojanTrigger),
+    "trojan": AttackEntry(TrojanTrigger, needs_model=True),
     "sig": AttackEntry(SIGTrigger, clean_label=True),
-    "cl": AttackEntry(CLTrigger, clean_label=True, fixed_labelling=True),
+    "cl": AttackEntry(CLTrigger, clean_label=True, fixed_labelling=True, needs_model=True),
     "refool": AttackEntry(RefoolTrigger, clean_label=True, needs_data=True),
 }
 
