@@ -13,6 +13,10 @@ from mendnet.mend.decide import ORIGINAL
 from mendnet.mend.run import MendConfig
 from mendnet.threats.backdoor.spec import backdoor_test_for, threat_of
 
+# The scan at the size that flags this model's target in tests/test_neural_cleanse.py (10 epochs of 10
+# mini-batches of 12 images), focused on 2 labels after 3 epochs.
+SCAN = {"scan_epochs": 10, "scan_batches": 10, "scan_batch_size": 12, "focus": 2, "focus_after": 3}
+
 
 class Unreadable:
     """Stands in for the test set: any access fails the test."""
@@ -33,7 +37,7 @@ def mended(backdoored, fmnist):
     def refuse(*args, **kwargs):
         raise AssertionError("mend rebuilt the recorded trigger")
 
-    config = MendConfig(candidates=("fst",), scan_epochs=8, focus=2, focus_after=3)
+    config = MendConfig(candidates=("fst",), **SCAN)
     train, _ = fmnist
     with pytest.MonkeyPatch.context() as mp:
         for module in (spec, backdoor_pkg):
@@ -76,7 +80,7 @@ def test_mend_scores_track_the_backdoor(mended, backdoored, fmnist):
 def test_mend_does_not_damage_a_clean_model(clean_small_cnn, fmnist):
     """2% defender data (1,200 images; the FST paper's range is 2-5%): less data makes a harmful
     fine-tune more likely, not less, and the run shorter."""
-    config = MendConfig(candidates=("fst",), scan_epochs=6, focus=2, focus_after=3)
+    config = MendConfig(candidates=("fst",), **SCAN)
     out = mend_artefact(clean_small_cnn, config, clean_fraction=0.02, sets=fmnist, progress=False)
     before, after = out.metrics["before"], out.metrics
     assert out.meta["mend"]["chosen"] == ORIGINAL or after["acc"] >= before["acc"] - 0.005, out.meta["mend"]

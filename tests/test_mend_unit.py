@@ -110,3 +110,23 @@ def test_candidates_that_use_a_trigger_get_the_scans(tmp_path):
     assert cfg.candidate_config("fst", path, 3) == type(cfg.candidate_config("fst", path, 3))()
     nad_cfg = cfg.candidate_config("nad", path, 3)
     assert (nad_cfg.lr, nad_cfg.teacher_init) == (cfg.nad_lr, cfg.nad_teacher)
+
+
+def test_the_scan_runs_neural_cleanse_with_the_configs_settings():
+    nc = NCConfig()
+    default = MendConfig().scan_config()
+    assert (default.batches_per_epoch, default.batch_size, default.focus) == (
+        nc.batches_per_epoch,
+        nc.batch_size,
+        3,
+    )
+    short = MendConfig(scan_epochs=5, scan_batches=4, scan_batch_size=8, focus=2, focus_after=1).scan_config()
+    assert (short.epochs, short.batches_per_epoch, short.batch_size, short.focus, short.focus_after) == (
+        5,
+        4,
+        8,
+        2,
+        1,
+    )
+    with pytest.raises(MendnetError, match="batch_size"):
+        MendConfig(scan_batch_size=0)

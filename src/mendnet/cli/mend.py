@@ -57,6 +57,20 @@ def add_mend_parser(sub: argparse._SubParsersAction) -> None:
         "--scan-epochs", type=int, default=d.scan_epochs, help=f"Neural Cleanse epochs ({d.scan_epochs})"
     )
     p.add_argument(
+        "--scan-batches",
+        type=int,
+        default=d.scan_batches,
+        metavar="N",
+        help=f"Neural Cleanse mini-batches per epoch and label ({d.scan_batches})",
+    )
+    p.add_argument(
+        "--scan-batch-size",
+        type=int,
+        default=d.scan_batch_size,
+        metavar="N",
+        help=f"defender images per Neural Cleanse mini-batch ({d.scan_batch_size})",
+    )
+    p.add_argument(
         "--no-evaluate",
         dest="evaluate",
         action="store_false",
@@ -70,7 +84,13 @@ def cmd_mend(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"mend-{name}"
     check_out(out, args.force)
     candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
-    config = MendConfig(candidates=candidates, val_share=args.val_share, scan_epochs=args.scan_epochs)
+    config = MendConfig(
+        candidates=candidates,
+        val_share=args.val_share,
+        scan_epochs=args.scan_epochs,
+        scan_batches=args.scan_batches,
+        scan_batch_size=args.scan_batch_size,
+    )
     art = load_model(args.model, args.arch, data_ref(args) if args.data else None)
     if "data" not in art.meta:
         raise MendnetError(f"{args.model} records no data set; pass --data")

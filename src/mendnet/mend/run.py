@@ -42,15 +42,18 @@ MIN_PART_IMAGES = 50
 @dataclass(frozen=True)
 class MendConfig:
     """candidates: registered repairs to try (default FST, NAD, AI-Lancet fine-tuning, fine-pruning).
-    val_share: the fraction of the clean images kept for mend's validation part. scan_epochs, focus,
-    focus_after: the scan's Neural Cleanse reversal (`detect.neural_cleanse.Config`; the other settings
-    are its defaults). rule: the selection rule (`decide.Rule`). nad_lr, nad_teacher: NAD's candidate
-    settings (the demo's, chosen on the validation split: docs/benchmarks.md `tune_defaults`; the `nad`
-    method keeps the paper's)."""
+    val_share: the fraction of the clean images kept for mend's validation part. scan_epochs,
+    scan_batches, scan_batch_size, focus, focus_after: the scan's Neural Cleanse reversal (its epochs,
+    mini-batches per epoch and label, images per mini-batch; `detect.neural_cleanse.Config`, whose
+    defaults the other settings keep). rule: the selection rule (`decide.Rule`). nad_lr, nad_teacher:
+    NAD's candidate settings (the demo's, chosen on the validation split: docs/benchmarks.md
+    `tune_defaults`; the `nad` method keeps the paper's)."""
 
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     val_share: float = 0.2
     scan_epochs: int = 60
+    scan_batches: int = NCConfig.batches_per_epoch
+    scan_batch_size: int = NCConfig.batch_size
     focus: int = 3
     focus_after: int = 10
     rule: Rule = field(default_factory=Rule)
@@ -68,7 +71,13 @@ class MendConfig:
         self.scan_config()
 
     def scan_config(self) -> NCConfig:
-        return NCConfig(epochs=self.scan_epochs, focus=self.focus, focus_after=self.focus_after)
+        return NCConfig(
+            epochs=self.scan_epochs,
+            batches_per_epoch=self.scan_batches,
+            batch_size=self.scan_batch_size,
+            focus=self.focus,
+            focus_after=self.focus_after,
+        )
 
     def candidate_config(self, name: str, trigger_file: Path, label: int) -> Any:
         """The config mend runs candidate `name` with: the method's defaults, NAD's validation-chosen
