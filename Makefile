@@ -48,7 +48,7 @@ demo: setup
 	$(BIN)/mendnet demo --force
 
 test: dev-setup browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: dev-setup
 	$(BIN)/ruff check src tests benchmarks
