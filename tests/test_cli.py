@@ -14,6 +14,7 @@ from mendnet.cli import main
 from mendnet.data.ref import DataRef, data_of
 from mendnet.demo import DemoConfig
 from mendnet.models import ModelSpec, build_classifier
+from tests.test_backdoor_zoo import write_idx
 
 
 def run_cli(capsys, *argv):
@@ -32,13 +33,24 @@ def assert_one_line_error(code, err, *fragments):
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    """A quick poisoned small-cnn trained, evaluated and fine-tuned through the CLI."""
+def cli_run(tmp_path_factory, fmnist):
+    """A quick poisoned small-cnn trained, evaluated and fine-tuned through the CLI, on a small
+    Fashion-MNIST folder (the first 6,000 training and 1,000 test images: this checks the commands, and
+    every command measures the test set)."""
     root = tmp_path_factory.mktemp("cli")
+    data_dir = root / "fashion-mnist"
+    data_dir.mkdir()
+    train, test = fmnist
+    write_idx(
+        data_dir, train.subset(torch.arange(6000)), "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+    )
+    write_idx(data_dir, test.subset(torch.arange(1000)), "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     args = [
         "train",
         "--model",
         "small-cnn",
+        "--data-dir",
+        data_dir,
         "--train-subset",
         "3000",
         "--epochs",

@@ -79,7 +79,12 @@ def test_mend_runs_end_to_end_and_records_every_step():
     images = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8, generator=gen)
     clean = ImageSet(images, torch.arange(300) % 10, tuple("abcdefghij"), (0.5,), (0.5,))
     cfg = MendConfig(
-        candidates=("fst", "fineprune", "lancet-finetune"), scan_epochs=3, focus=2, focus_after=1
+        candidates=("fst", "fineprune", "lancet-finetune"),
+        scan_epochs=3,
+        scan_batches=4,
+        scan_batch_size=16,
+        focus=2,
+        focus_after=1,
     )
     lines: list[str] = []
     out = mend(model, clean, cfg, progress=False, say=lines.append)
