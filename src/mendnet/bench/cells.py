@@ -7,7 +7,9 @@ and each repair or robustifier column of the grid is one more cell on it, as are
 cells. A robustifier that distils a teacher takes the natural base, or the robust teacher (a base trained
 by the recipe's `run.robust_teacher` robustifier), as its teacher (or an extra natural base of
 `run.natural_teacher`, mendnet.bench.roles). A Trojan or CL base may be planted with the clean model of
-another base, its *attacker* (`run.attacker_model`), whose spec is part of its own. A cell may also take
+another base, its *attacker* (`run.attacker_model`); a backdoored base of a grid with the clean row is
+measured on the clean row's model too (its trigger's ASR on that model, `clean_asr`); the specs of both
+are part of its own, and both are trained before it (`given_bases`). A cell may also take
 what another cell of its base makes: its *source*'s model (a repair column with `teacher = "COLUMN"`
 takes that column's model as its teacher, a retune cell the model of the column it retunes) and its
 *trigger* cell's reversed trigger (a column with `trigger = "detect"` takes the detect cell's). Their
@@ -161,6 +163,22 @@ def attacker_of(recipe: Recipe, base: BaseKey) -> BaseKey | None:
     return BaseKey(base.data, base.model, CLEAN, base.seed, train=None if chosen == CLEAN_ROW else chosen)
 
 
+def clean_row_of(recipe: Recipe, base: BaseKey) -> BaseKey | None:
+    """The clean row's base beside a backdoored base (the same data, model and seed), when the grid has
+    the clean row: the clean model's ASR under `base`'s trigger is the floor its ASR is compared with
+    (`clean_asr`). None for a clean or natural base, or without a clean row."""
+    if base.attack in (None, CLEAN) or CLEAN not in recipe.grid.attacks:
+        return None
+    return BaseKey(base.data, base.model, CLEAN, base.seed)
+
+
+def given_bases(recipe: Recipe, base: BaseKey) -> list[BaseKey]:
+    """The bases whose models `base` is made with, each once: its attacker (`attacker_of`) and the clean
+    row's (`clean_row_of`). Each is trained before `base`, and its spec is part of `base`'s."""
+    given = (attacker_of(recipe, base), clean_row_of(recipe, base))
+    return list(dict.fromkeys(b for b in given if b is not None))
+
+
 def base_train(recipe: Recipe, base: BaseKey) -> TrainConfig:
     """The training settings of a backdoored, clean or natural base: its [base.NAME]'s, else [train]."""
     return recipe.bases[base.train] if base.train is not None else recipe.train
@@ -172,7 +190,9 @@ def _plain(obj: Any) -> Any:
 
 
 def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
-    """Everything that determines a base model: change any of it and the base is trained again."""
+    """Everything that determines a base model and the metrics measured when it is trained (the target
+    class of a clean base's target-class ACC, the clean row's model a backdoored base's `clean_asr` is
+    measured on): change any of it and the base is trained again."""
     run = recipe.run
     spec: dict[str, Any] = {
         "data": base.data,
@@ -187,12 +207,17 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
     }
     if recipe.smoke:
         spec["smoke"] = True
+    if base.attack == CLEAN:  # its target-class ACC is measured on the backdoors' target
+        spec["target"] = recipe.poison.target
     if base.attack not in (None, CLEAN):
         spec["poison"] = asdict(recipe.poison)
         spec["attack_params"] = dict(recipe.attack_params.get(base.attack, ()))
         attacker = attacker_of(recipe, base)
         if attacker is not None:
             spec["attacker"] = base_spec(recipe, attacker)
+        clean = clean_row_of(recipe, base)
+        if clean is not None:
+            spec["clean_row"] = base_spec(recipe, clean)
     if base.attack is None and base.teacher is None:
         spec["split"] = run.split
     if base.teacher is not None:

@@ -1,8 +1,9 @@
 """Engines that compute a list of unfinished cells: in this process, or as Ray tasks. Both call the same
 `train_base` and `run_cell` with the same thread count, so they give the same results; both save each
 base and each cell as soon as it is done (and the output of a cell that other cells take, before its
-record), so a stopped run loses only the work in flight. A base planted on another base's model (its
-attacker) is trained after it and gets its files. A cell that takes another cell's output (its source's
+record), so a stopped run loses only the work in flight. A base made with other bases' models (its
+attacker, which plants it; the clean row's, which its clean_asr is measured on: `cells.given_bases`) is
+trained after them and gets their files. A cell that takes another cell's output (its source's
 model, its trigger cell's reversed trigger) gets those files: from the cell computed in the same run,
 else from the store."""
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mendnet.bench.cells import BaseKey, Cell, attacker_of
+from mendnet.bench.cells import BaseKey, Cell, attacker_of, clean_row_of, given_bases
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.store import BenchStore
 from mendnet.bench.work import run_cell, train_base
@@ -30,13 +31,13 @@ def stored_output(recipe: Recipe, store: BenchStore, cell: Cell) -> dict[str, by
 
 
 def needed_bases(recipe: Recipe, todo: list[Cell]) -> list[BaseKey]:
-    """The bases (and teachers) of `todo`, each after the base whose model plants it (its attacker)."""
+    """The bases (and teachers) of `todo`, each after the bases whose models it is made with (its attacker,
+    the clean row's: `cells.given_bases`)."""
     out: dict[BaseKey, None] = {}
 
     def add(base: BaseKey) -> None:
-        attacker = attacker_of(recipe, base)
-        if attacker is not None:
-            add(attacker)
+        for given in given_bases(recipe, base):
+            add(given)
         out[base] = None
 
     for cell in todo:
@@ -49,9 +50,9 @@ def needed_bases(recipe: Recipe, todo: list[Cell]) -> list[BaseKey]:
 def run_local(
     recipe: Recipe, store: BenchStore, todo: list[Cell], keep: set[Cell], report: Report, progress: bool
 ) -> None:
-    """Compute `todo` in order in this process, training (or loading) each base once (an attacker's
-    base before the bases planted on its model); the outputs of the cells in `keep` are stored (other
-    cells take them)."""
+    """Compute `todo` in order in this process, training (or loading) each base once (an attacker's or
+    the clean row's base before the bases made with its model); the outputs of the cells in `keep` are
+    stored (other cells take them)."""
     held: dict[BaseKey, dict[str, bytes]] = {}
     made: dict[Cell, dict[str, bytes]] = {}
 
@@ -59,9 +60,14 @@ def run_local(
         if base not in held:
             files = store.base_files(recipe, base)
             if files is None:
-                attacker = attacker_of(recipe, base)
-                given = files_of(attacker) if attacker is not None else None
-                files = train_base(recipe, base, given, progress)
+                attacker, clean = attacker_of(recipe, base), clean_row_of(recipe, base)
+                files = train_base(
+                    recipe,
+                    base,
+                    files_of(attacker) if attacker is not None else None,
+                    files_of(clean) if clean is not None else None,
+                    progress,
+                )
                 store.write_base(base, files)
             held[base] = files
         return held[base]
@@ -111,8 +117,9 @@ def run_ray(
     address: str | None = None,
 ) -> None:
     """Compute `todo` as Ray tasks (each with `recipe.run.threads` CPUs, one GPU on a CUDA device): one
-    task per missing base (depending on its attacker base's), then one per cell, depending on its base's
-    (and teacher's) task and on the tasks of the cells whose output it takes (or their stored outputs).
+    task per missing base (depending on the tasks or stored files of its attacker's and clean row's
+    bases), then one per cell, depending on its base's (and teacher's) task and on the tasks of the cells
+    whose output it takes (or their stored outputs).
     Results come back to this process, which writes them (and the outputs of the cells in `keep`), so
     workers need no shared folder. Starts a local Ray instance unless one is running or `address` names a
     cluster, and stops only one it started."""
@@ -133,9 +140,13 @@ def run_ray(
         for base in needed_bases(recipe, todo):
             files = store.base_files(recipe, base)
             if files is None:
-                attacker = attacker_of(recipe, base)
-                given = base_refs[attacker] if attacker is not None else None
-                ref = train_task.remote(recipe, base, given)
+                attacker, clean = attacker_of(recipe, base), clean_row_of(recipe, base)
+                ref = train_task.remote(
+                    recipe,
+                    base,
+                    base_refs[attacker] if attacker is not None else None,
+                    base_refs[clean] if clean is not None else None,
+                )
                 jobs[ref] = ("base", base, None)
             else:
                 ref = ray.put(files)

@@ -30,7 +30,8 @@ CHANGES = {"weights_changed": "weights_changed", "fraction_of_layer": "changed_s
 
 
 def _base(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
-    """The base model's own metrics (the natural model's with its robustness report)."""
+    """The base model's own metrics, measured when it was trained (a backdoored or clean base's with its
+    `work.row_metrics`; the natural model's with its robustness report)."""
     if cell.base.attack is None:
         return natural_report(recipe, x)
     return Done(dict(x.art.metrics), {})

@@ -12,7 +12,8 @@ format's reference.
     attacks = ["none", "badnets", "blend"]  # backdoor attacks (mendnet.threats.backdoor.TRIGGERS), or
                                             # "all" (every backdoor attack); "none": a clean row (a
                                             # model trained without poisoning; its cells report ACC,
-                                            # no ASR; no retune cells)
+                                            # no ASR; no retune cells; its model's ASR under each
+                                            # backdoored row's trigger is that row's clean_asr)
     repairs = ["finetune", "nad", "nad-ft"] # names in mendnet.registry.REPAIRS, variants, or "all"
     robustifiers = []                       # names in mendnet.registry.ROBUSTIFIERS, variants, or "all"
     seeds = [0, 1, 2]
@@ -33,7 +34,8 @@ format's reference.
     [train]    # mendnet.train.TrainConfig of the backdoored (or clean, or natural) model
     [base.natural-ls]       # an extra model for a role above, shown in no row: [train] with these
     label_smoothing = 0.5   # changes (mendnet.bench.roles); its spec is part of its takers' identity
-    [poison]   # target, rate, mode of every backdoor (grid.retune needs mode "all-to-one")
+    [poison]   # target, rate, mode of every backdoor (grid.retune needs mode "all-to-one"); every
+               # row's base reports its accuracy on the target's test images (target_acc)
     [attack.blend]     # trigger parameters of one attack (as `mendnet train --attack-param`)
     [repair.nad]       # fields of that repair's Config, and (NAD, MCR) teacher = "COLUMN"
     [robustify.pgd-at] # fields of that robustifier's Config

@@ -25,6 +25,8 @@ FRACTION_NAMES = {
     "der": "DER",
     "retune_asr": "ASR after retuning",
     "retune_acc": "ACC after retuning",
+    "clean_asr": "clean model's ASR",
+    "target_acc": "target-class ACC",
     "worst_case": "worst-case accuracy",
     "masking_gap": "PGD-20 − worst case",
     "aa_gap": "PGD-20 − AutoAttack",
@@ -32,7 +34,7 @@ FRACTION_NAMES = {
 }
 LATE = ("worst_case", "masking_gap", "aa_gap", "changed_share")
 """Fractions shown after the others (each attack's robust accuracy), in this order."""
-COUNT_NAMES = {"weights_changed": "weights changed"}
+COUNT_NAMES = {"poisoned": "poisoned training images", "weights_changed": "weights changed"}
 SECONDS_NAMES = {
     "train_seconds": "training seconds",
     "seconds": "seconds",
@@ -64,8 +66,9 @@ def metric_title(metric: str) -> str:
 
 
 def metric_order(records: Sequence[dict]) -> list[str]:
-    """The metrics of the tables, in reading order: ACC, ASR, RA, DER, the retuning attack's, the others
-    (e.g. each attack's robust accuracy) as they first appear, the LATE fractions (the worst case first),
+    """The metrics of the tables, in reading order: ACC, ASR, RA, DER, the retuning attack's, the clean
+    model's ASR and the target-class ACC of each row's base, the others (e.g. each attack's robust
+    accuracy) as they first appear, the LATE fractions (the worst case first),
     counts, then seconds."""
     present = [m for m in dict.fromkeys(m for r in records for m in r["metrics"]) if m not in UNTABLED]
     fixed = [m for m in FRACTION_NAMES if m in present and m not in LATE]

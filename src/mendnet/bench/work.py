@@ -1,7 +1,8 @@
 """The two units of work of a grid, the same functions locally and as Ray tasks: train a base model (with
-its attacker's model, when it has one), and compute one cell on it (`kinds` says how each kind of cell is
-computed). Both take and return plain data (the recipe, artefact and detect folders' files as bytes, a
-JSON-able record), so a Ray worker on another machine needs no shared folder."""
+its attacker's model, when it has one; a backdoored base is measured on the clean row's model too), and
+compute one cell on it (`kinds` says how each kind of cell is computed). Both take and return plain data
+(the recipe, artefact and detect folders' files as bytes, a JSON-able record), so a Ray worker on another
+machine needs no shared folder."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from mendnet.artefact import Artefact, write_artefact, write_files
-from mendnet.bench.cells import BaseKey, Cell, attacker_of, base_spec, base_train, cell_spec
+from mendnet.bench.cells import BaseKey, Cell, attacker_of, base_spec, base_train, cell_spec, clean_row_of
 from mendnet.bench.code import code_identity
 from mendnet.bench.grid import CLEAN
 from mendnet.bench.inputs import REFUSED, Done, Inputs
@@ -29,13 +30,19 @@ from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
 from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
+from mendnet.evaluate import accuracy, backdoor_metrics
+from mendnet.jobs.outcome import ModelOutcome
 from mendnet.jobs.train import train_model
 from mendnet.robust.transfer import split_set
-from mendnet.threats.backdoor.spec import PoisonSpec
+from mendnet.threats.backdoor.spec import PoisonSpec, backdoor_test_for, threat_of
 
 ATTACKER_KEY = "bench_attacker"
 """The key of a Trojan or CL base's model.json that names the base whose model planted it (its id and
 weights digest), when it has one (`cells.attacker_of`)."""
+
+CLEAN_ROW_KEY = "bench_clean_row"
+"""The key of a backdoored base's model.json that names the clean row's base its `clean_asr` was measured
+on (its id and weights digest), when the grid has the clean row (`cells.clean_row_of`)."""
 
 NOT_METRICS = ("eps_linf", "eval_images")
 """Numbers of a robustness report that describe the setting, kept in a record's info."""
@@ -73,13 +80,20 @@ def device_label(device: torch.device) -> str:
 
 
 def train_base(
-    recipe: Recipe, base: BaseKey, attacker_files: dict[str, bytes] | None = None, progress: bool = False
+    recipe: Recipe,
+    base: BaseKey,
+    attacker_files: dict[str, bytes] | None = None,
+    clean_files: dict[str, bytes] | None = None,
+    progress: bool = False,
 ) -> dict[str, bytes]:
     """Train the base model (backdoored, clean, robust teacher, or natural; with its [base.NAME]'s
     training settings when it names one) and return its artefact files; a Trojan or CL base is planted
-    with the model of `attacker_files` (its `cells.attacker_of` base, trained first) when it has one.
-    model.json records the base spec under "bench", the code identity under "bench_code" and the
-    attacker base's id and weights digest under "bench_attacker"."""
+    with the model of `attacker_files` (its `cells.attacker_of` base, trained first) when it has one. A
+    backdoored or clean base's metrics gain its `row_metrics`, a backdoored base's clean_asr measured on
+    the model of `clean_files` (its `cells.clean_row_of` base, trained first) when it has one.
+    model.json records the base spec under "bench", the code identity under "bench_code", the
+    attacker base's id and weights digest under "bench_attacker" and the clean row's under
+    "bench_clean_row"."""
     run = recipe.run
     with cell_environment(run.threads, base.seed), tempfile.TemporaryDirectory() as tmp:
         sets = load_sets(base.data, run.data_dir, run.test_images)
@@ -89,6 +103,8 @@ def train_base(
             )
         else:
             outcome = _trained(recipe, base, sets, attacker_files, Path(tmp) / "attacker", progress)
+        if base.attack is not None:
+            outcome.metrics.update(row_metrics(recipe, base, outcome, sets, clean_files, Path(tmp) / "clean"))
         outcome.meta[BENCH_KEY] = base_spec(recipe, base)
         outcome.meta[CODE_KEY] = code_identity()
         write_artefact(Path(tmp) / "base", outcome.model, outcome.meta, outcome.metrics)
@@ -134,6 +150,45 @@ def _trained(
     if attacker is not None:
         outcome.meta[ATTACKER_KEY] = {"base": attacker.id, "weights": output_digest(attacker_files)}
     return outcome
+
+
+def row_metrics(
+    recipe: Recipe,
+    base: BaseKey,
+    outcome: ModelOutcome,
+    sets: tuple[ImageSet, ImageSet],
+    clean_files: dict[str, bytes] | None,
+    folder: Path,
+) -> dict[str, float]:
+    """What a backdoored or clean base's row reports beyond ACC, ASR and RA (benchmarks/attack_table.py's
+    columns), measured on the test images of `sets`: "target_acc", the trained model's accuracy on the
+    test images of the recipe's poison target (a fraction in [0, 1]; absent when none is among them); for
+    a backdoored base "poisoned", the number of poisoned training images (a count), and, when it has a
+    clean row (`cells.clean_row_of`, its model given as `clean_files`), "clean_asr": the clean model's
+    ASR (a fraction) on the base's triggered test images (`backdoor_test_for` of its threat record, as
+    `jobs.train.train_model` measures the base's own ASR), the floor its ASR is compared with; the clean
+    row's id and weights digest go into the outcome's meta under CLEAN_ROW_KEY."""
+    train, test = sets
+    device = resolve_device(recipe.run.device)
+    metrics: dict[str, float] = {}
+    wanted = torch.nonzero(test.labels == recipe.poison.target).flatten()
+    if len(wanted):
+        model = outcome.model.to(device)
+        metrics["target_acc"] = accuracy(model, test.subset(wanted), device=device)
+        model.cpu()
+    threat = threat_of(outcome.meta)
+    if threat is None:
+        return metrics
+    metrics["poisoned"] = outcome.meta["threat"]["poisoned_count"]
+    clean = clean_row_of(recipe, base)
+    if clean is not None:
+        if clean_files is None:
+            raise MendnetError(f"base {base.id} is measured on base {clean.id}'s model, which was not given")
+        model = load_files(clean_files, folder).model.to(device)
+        backdoor = backdoor_test_for(threat, test, train)
+        metrics["clean_asr"] = backdoor_metrics(model, test, backdoor, device=device)["asr"]
+        outcome.meta[CLEAN_ROW_KEY] = {"base": clean.id, "weights": output_digest(clean_files)}
+    return metrics
 
 
 def flat_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
