@@ -1,7 +1,10 @@
 """A grid's results: one tidy CSV (a row per cell and metric), one JSON (a record per cell), and Markdown
 tables with mean ± std over seeds (rows: data set, model, attack; columns: methods, mend, and under a
 repaired column the retuning attack's metrics), where STALE marks a table cell that includes a stale
-record (one computed by other code, kept with `--keep-stale`); then mend's choices, Neural Cleanse's
+record (one computed by other code, kept with `--keep-stale`); in a repair grid with several backdoor
+attacks, the ACC, ASR, RA, DER and retuning tables end each (data, model) with an average row over the
+attacks, and the ACC table is followed by each repair column's average ACC drop from no repair (as
+benchmarks/defense_table.py's table); then mend's choices, Neural Cleanse's
 detection, the reversed triggers taken from detect cells, the weights a repair changed, the robust
 rows' gradient-masking flags and the repairs that refused to run, each a table of its own."""
 
@@ -9,11 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
+import statistics
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
-from mendnet.bench.grid import DETECT, MEND, NATURAL, NO_REPAIR
+from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR
 from mendnet.bench.inputs import REFUSED
-from mendnet.bench.markdown import head, lead, mark, rows_of, seed_table, summarise, table
+from mendnet.bench.markdown import STALE, Row, head, lead, mark, rows_of, seed_table, summarise, table
 from mendnet.bench.masking import FLAG, masking_table
 from mendnet.bench.recipe import Recipe
 
@@ -43,6 +48,25 @@ SECONDS_NAMES = {
 }
 UNTABLED = (FLAG,)
 """Metrics in the CSV and JSON but in no metric table (the flags table shows them)."""
+AVERAGED = ("acc", "asr", "ra", "der", "retune_asr", "retune_acc")
+"""Fractions whose tables end each (data, model) of a repair grid with the average over its backdoor
+attacks (`attack_averages`)."""
+MISSING = "–"
+"""A table cell without a value."""
+
+Group = tuple[str, str]
+"""A group of rows: (data, model)."""
+
+
+@dataclass(frozen=True)
+class Average:
+    """One column's average over the backdoor attacks of a (data, model), fractions in [0, 1]: `mean` is the
+    mean over the attacks of each attack's mean over seeds, `std` the sample std of those per-attack means
+    (the spread over attacks, not over seeds); `ids` the records it includes."""
+
+    mean: float
+    std: float
+    ids: tuple[str, ...]
 
 
 def tidy_csv(records: Sequence[dict]) -> str:
@@ -76,10 +100,129 @@ def metric_order(records: Sequence[dict]) -> list[str]:
     return fixed + [m for m in present if m not in fixed and m not in tail] + tail
 
 
+def backdoor_attacks(recipe: Recipe) -> list[str]:
+    """The grid's backdoor attacks: its attacks but the clean row."""
+    return [a for a in recipe.grid.attacks if a != CLEAN]
+
+
+def attack_averages(
+    recipe: Recipe, records: Sequence[dict], metric: str
+) -> dict[Group, dict[str, Average | None]]:
+    """For each (data, model) with records of `metric` when the grid has more than one backdoor attack:
+    each repair-grid column (none, the repairs, mend) with a record of `metric` on a backdoored row →
+    its Average over the backdoor attacks (the clean row and the robust rows left out), or None unless
+    every backdoor attack has it on every seed. Empty for other grids. Values are fractions in [0, 1]."""
+    g = recipe.grid
+    attacks = backdoor_attacks(recipe)
+    if len(attacks) < 2:
+        return {}
+    columns = [NO_REPAIR, *g.repairs, *([MEND] if g.mend else [])]
+    have = [r for r in records if r["kind"] != DETECT and metric in r["metrics"] and r["attack"] in attacks]
+    out: dict[Group, dict[str, Average | None]] = {}
+    for group in dict.fromkeys((r["data"], r["model"]) for r in have):
+        averages: dict[str, Average | None] = {}
+        for column in columns:
+            chosen = [
+                [r for r in have if (r["data"], r["model"], r["attack"], r["method"]) == (*group, a, column)]
+                for a in attacks
+            ]
+            if not any(chosen):
+                continue
+            if any(len(seeds) < len(g.seeds) for seeds in chosen):
+                averages[column] = None
+                continue
+            means = [statistics.mean(r["metrics"][metric] for r in seeds) for seeds in chosen]
+            ids = tuple(r["id"] for seeds in chosen for r in seeds)
+            averages[column] = Average(statistics.mean(means), statistics.stdev(means), ids)
+        out[group] = averages
+    return out
+
+
+def acc_drops(averages: dict[str, Average | None]) -> dict[str, float | None]:
+    """Each repair column's average ACC drop from no repair, in points: 100 × (the none column's average ACC
+    minus the column's; positive: the repair lost accuracy), None where either average is missing. Empty
+    without the none column or a repair column."""
+    columns = [c for c in averages if c != NO_REPAIR]
+    if NO_REPAIR not in averages or not columns:
+        return {}
+    base = averages[NO_REPAIR]
+    return {
+        c: None if base is None or (a := averages[c]) is None else 100 * (base.mean - a.mean) for c in columns
+    }
+
+
+def _stale(averages: Sequence[Average | None], stale: Collection[str]) -> str:
+    """STALE (after a space) when one of the averages includes a stale record, else nothing."""
+    return f" {STALE}" if any(i in stale for a in averages if a is not None for i in a.ids) else ""
+
+
+def average_row(
+    recipe: Recipe,
+    group: Group,
+    averages: dict[str, Average | None],
+    columns: Sequence[str],
+    stale: Collection[str],
+) -> list[str]:
+    """The row "average (N attacks)" of a group: per column, the mean ± the std over the attacks of the
+    per-attack means, in percent (MISSING where not every attack has the column on every seed)."""
+    label = f"average ({len(backdoor_attacks(recipe))} attacks)"
+    cells = []
+    for column in columns:
+        average = averages.get(column)
+        if average is None:
+            cells.append(MISSING)
+        else:
+            cells.append(f"{100 * average.mean:.2f} ± {100 * average.std:.2f}" + _stale([average], stale))
+    return [*head(recipe, (*group, label)), *cells]
+
+
+def drop_line(
+    recipe: Recipe, group: Group, averages: dict[str, Average | None], stale: Collection[str]
+) -> str | None:
+    """The line of a group's average ACC drops from no repair, in points, or None without one
+    (`acc_drops`)."""
+    drops = acc_drops(averages)
+    if not drops:
+        return None
+    g = recipe.grid
+    shown = [name for name, axis in zip(group, (g.data, g.models), strict=True) if len(axis) > 1]
+    parts = [
+        f"{c} " + (MISSING if d is None else f"{d:.2f}") + _stale([averages[NO_REPAIR], averages[c]], stale)
+        for c, d in drops.items()
+    ]
+    where = f" ({', '.join(shown)})" if shown else ""
+    return (
+        f"Average ACC drop (points) from no repair{where}: {', '.join(parts)} (the average row's none minus "
+        "the column's)."
+    )
+
+
+def _row_line(
+    recipe: Recipe,
+    have: Sequence[dict],
+    row: Row,
+    metric: str,
+    columns: Sequence[str],
+    stale: Collection[str],
+) -> list[str]:
+    """A row of a metric's table: per column, the mean ± std over the seeds finished (with STALE)."""
+    cells = []
+    for method in columns:
+        chosen = [r for r in have if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)]
+        values = [r["metrics"][metric] for r in chosen]
+        percent = metric not in SECONDS_NAMES and metric not in COUNT_NAMES
+        text = summarise(values, percent, len(recipe.grid.seeds)) if values else MISSING
+        cells.append(text + mark(chosen, stale))
+    return [*head(recipe, row), *cells]
+
+
 def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> list[str]:
     """One Markdown table per metric: a row per (data, model, attack) that has the metric, a column per
     method, each cell the mean ± std over the seeds finished, followed by STALE when one of its
-    records' ids is in `stale`. Detection records have a table of their own."""
+    records' ids is in `stale`. In a repair grid with several backdoor attacks, the AVERAGED tables end
+    each (data, model) with `average_row` (the mean ± std over attacks of the per-attack means; its
+    title says so), and the ACC table is followed by `drop_line`. Detection records have a table of
+    their own."""
     g = recipe.grid
     methods = (
         ([NO_REPAIR] if g.attacks else [])
@@ -92,20 +235,25 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
     for metric in metric_order(scored):
         have = [r for r in scored if metric in r["metrics"]]
         used = [m for m in methods if any(r["method"] == m for r in have)]
+        averages = attack_averages(recipe, have, metric) if metric in AVERAGED else {}
+        rows = rows_of(have)
         lines = []
-        for row in rows_of(have):
-            cells = []
-            for method in used:
-                chosen = [
-                    r for r in have if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)
-                ]
-                values = [r["metrics"][metric] for r in chosen]
-                percent = metric not in SECONDS_NAMES and metric not in COUNT_NAMES
-                text = summarise(values, percent, len(g.seeds)) if values else "–"
-                cells.append(text + mark(chosen, stale))
-            lines.append([*head(recipe, row), *cells])
-        title = f"**{metric_title(metric)}** (mean ± std over seeds {', '.join(map(str, g.seeds))})"
-        out.append(table(title, [*lead(recipe), *used], lines))
+        for i, row in enumerate(rows):
+            lines.append(_row_line(recipe, have, row, metric, used, stale))
+            group = (row[0], row[1])
+            if group in averages and all((r[0], r[1]) != group for r in rows[i + 1 :]):
+                lines.append(average_row(recipe, group, averages[group], used, stale))
+        title = f"**{metric_title(metric)}** (mean ± std over seeds {', '.join(map(str, g.seeds))}"
+        if averages:
+            title += (
+                "; average rows: the mean over the backdoor attacks of each attack's mean over seeds, "
+                "± the std over attacks, without the clean row"
+            )
+        text = table(title + ")", [*lead(recipe), *used], lines)
+        if metric == "acc":
+            drops = (drop_line(recipe, group, a, stale) for group, a in averages.items())
+            text = "\n\n".join([text, *(d for d in drops if d)])
+        out.append(text)
     return out
 
 
