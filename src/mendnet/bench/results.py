@@ -4,7 +4,9 @@ repaired column the retuning attack's metrics), where STALE marks a table cell t
 record (one computed by other code, kept with `--keep-stale`); in a repair grid with several backdoor
 attacks, the ACC, ASR, RA, DER and retuning tables end each (data, model) with an average row over the
 attacks, and the ACC table is followed by each repair column's average ACC drop from no repair (as
-benchmarks/defense_table.py's table); then mend's choices, Neural Cleanse's
+benchmarks/defense_table.py's table); in a robust grid with the PGD-AT column, the training-seconds table is
+followed by each robustifier's training time relative to PGD-AT's (as benchmarks/robust_table.py's
+"× PGD-AT time"); then mend's choices, Neural Cleanse's
 detection, the reversed triggers taken from detect cells, the weights a repair changed, the robust
 rows' gradient-masking flags and the repairs that refused to run, each a table of its own."""
 
@@ -21,6 +23,7 @@ from mendnet.bench.inputs import REFUSED
 from mendnet.bench.markdown import STALE, Row, head, lead, mark, rows_of, seed_table, summarise, table
 from mendnet.bench.masking import FLAG, masking_table
 from mendnet.bench.recipe import Recipe
+from mendnet.registry import ROBUSTIFIERS
 
 KEYS = ("data", "model", "attack", "method", "seed")
 FRACTION_NAMES = {
@@ -53,6 +56,8 @@ AVERAGED = ("acc", "asr", "ra", "der", "retune_asr", "retune_acc")
 attacks (`attack_averages`)."""
 MISSING = "–"
 """A table cell without a value."""
+PGD_AT = ROBUSTIFIERS["pgd-at"].name
+"""The robustifier column whose training seconds the others' are compared with (`time_ratios`)."""
 
 Group = tuple[str, str]
 """A group of rows: (data, model)."""
@@ -197,6 +202,64 @@ def drop_line(
     )
 
 
+def _chosen(records: Sequence[dict], row: Row, method: str) -> list[dict]:
+    """The records of column `method` on `row` (one per finished seed)."""
+    return [r for r in records if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)]
+
+
+def time_ratios(recipe: Recipe, records: Sequence[dict]) -> dict[Row, dict[str, float | None]]:
+    """For a grid whose robustifiers include PGD_AT: for each row with a robustifier record of
+    "train_seconds", each robustifier column → the ratio of its mean training seconds over its finished
+    seeds to PGD-AT's mean on the same row (dimensionless; PGD-AT's own is 1.0), None where either
+    column has no record on the row (or PGD-AT's mean is 0 seconds). Empty for other grids. The seconds
+    are the student's alone: a distilled teacher's training is not in them."""
+    columns = recipe.grid.robustifiers
+    if PGD_AT not in columns:
+        return {}
+    have = [r for r in records if r["method"] in columns and "train_seconds" in r["metrics"]]
+    out: dict[Row, dict[str, float | None]] = {}
+    for row in rows_of(have):
+        means = {}
+        for column in columns:
+            seconds = [r["metrics"]["train_seconds"] for r in _chosen(have, row, column)]
+            means[column] = statistics.mean(seconds) if seconds else None
+        at = means[PGD_AT]
+        out[row] = {c: None if m is None or not at else m / at for c, m in means.items()}
+    return out
+
+
+def time_ratio_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str | None:
+    """The table of `time_ratios` ("0.43×": the column's mean training seconds over PGD-AT's on the row;
+    MISSING where either is missing), a row per row with training seconds and a column per robustifier
+    with any, each cell followed by STALE when the column's or PGD-AT's records on the row include a stale
+    one; its title names the columns that distil a teacher, whose training is not included (each of their
+    records' info "teacher" holds its train_seconds). None without ratios."""
+    ratios = time_ratios(recipe, records)
+    if not ratios:
+        return None
+    have = [r for r in records if "train_seconds" in r["metrics"]]
+    used = [c for c in recipe.grid.robustifiers if any(r["method"] == c for r in have)]
+    lines = []
+    for row, by_column in ratios.items():
+        cells = []
+        for column in used:
+            ratio = by_column[column]
+            text = MISSING if ratio is None else f"{ratio:.2f}×"
+            cells.append(text + mark([*_chosen(have, row, column), *_chosen(have, row, PGD_AT)], stale))
+        lines.append([*head(recipe, row), *cells])
+    title = (
+        "**time relative to PGD-AT** (each column's mean training seconds over its finished seeds ÷ the "
+        f"{PGD_AT} column's on the same row"
+    )
+    distil = [c for c in used if ROBUSTIFIERS[recipe.columns[c].method].teacher is not None]
+    if distil:
+        title += (
+            f"; the teacher's training is not included for {', '.join(distil)}: their records' info "
+            '"teacher" holds its seconds'
+        )
+    return table(title + ")", [*lead(recipe), *used], lines)
+
+
 def _row_line(
     recipe: Recipe,
     have: Sequence[dict],
@@ -208,7 +271,7 @@ def _row_line(
     """A row of a metric's table: per column, the mean ± std over the seeds finished (with STALE)."""
     cells = []
     for method in columns:
-        chosen = [r for r in have if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)]
+        chosen = _chosen(have, row, method)
         values = [r["metrics"][metric] for r in chosen]
         percent = metric not in SECONDS_NAMES and metric not in COUNT_NAMES
         text = summarise(values, percent, len(recipe.grid.seeds)) if values else MISSING
@@ -221,8 +284,9 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
     method, each cell the mean ± std over the seeds finished, followed by STALE when one of its
     records' ids is in `stale`. In a repair grid with several backdoor attacks, the AVERAGED tables end
     each (data, model) with `average_row` (the mean ± std over attacks of the per-attack means; its
-    title says so), and the ACC table is followed by `drop_line`. Detection records have a table of
-    their own."""
+    title says so), and the ACC table is followed by `drop_line`. In a robust grid with the PGD_AT
+    column, the training-seconds table is followed by `time_ratio_table`. Detection records have a table
+    of their own."""
     g = recipe.grid
     methods = (
         ([NO_REPAIR] if g.attacks else [])
@@ -253,6 +317,8 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
         if metric == "acc":
             drops = (drop_line(recipe, group, a, stale) for group, a in averages.items())
             text = "\n\n".join([text, *(d for d in drops if d)])
+        if metric == "train_seconds" and (ratios := time_ratio_table(recipe, scored, stale)):
+            text = "\n\n".join([text, ratios])
         out.append(text)
     return out
 
