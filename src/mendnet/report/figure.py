@@ -8,7 +8,10 @@ import io
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+import torch
+
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
@@ -28,3 +31,9 @@ def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi)
     pyplot().close(fig)
     return buf.getvalue()
+
+
+def draw(ax: Axes, image: torch.Tensor) -> None:
+    """Show one C×H×W image in [0, 1] (grey for one channel)."""
+    pic = image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).squeeze(-1).numpy()
+    ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1)

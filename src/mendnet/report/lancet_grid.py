@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from mendnet.report.figure import png_bytes, pyplot
-from mendnet.report.trigger_grid import draw
+from mendnet.report.figure import draw, png_bytes, pyplot
 
 
 def lancet_png(

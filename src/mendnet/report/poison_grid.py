@@ -9,8 +9,7 @@ import torch
 
 from mendnet.data.imageset import ImageSet
 from mendnet.evaluate import BackdoorTest
-from mendnet.report.figure import png_bytes, pyplot
-from mendnet.report.trigger_grid import draw
+from mendnet.report.figure import draw, png_bytes, pyplot
 from mendnet.threats.backdoor import Planted
 
 
