@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR
 from mendnet.bench.inputs import REFUSED
-from mendnet.bench.markdown import STALE, Row, head, lead, mark, rows_of, seed_table, summarise, table
+from mendnet.bench.markdown import Row, head, lead, mark, rows_of, seed_table, summarise, table
 from mendnet.bench.masking import FLAG, masking_table
 from mendnet.bench.recipe import Recipe
 from mendnet.registry import ROBUSTIFIERS
@@ -67,11 +67,11 @@ Group = tuple[str, str]
 class Average:
     """One column's average over the backdoor attacks of a (data, model), fractions in [0, 1]: `mean` is the
     mean over the attacks of each attack's mean over seeds, `std` the sample std of those per-attack means
-    (the spread over attacks, not over seeds); `ids` the records it includes."""
+    (the spread over attacks, not over seeds); `records` the records it includes."""
 
     mean: float
     std: float
-    ids: tuple[str, ...]
+    records: tuple[dict, ...]
 
 
 def tidy_csv(records: Sequence[dict]) -> str:
@@ -105,6 +105,11 @@ def metric_order(records: Sequence[dict]) -> list[str]:
     return fixed + [m for m in present if m not in fixed and m not in tail] + tail
 
 
+def _chosen(records: Sequence[dict], row: Row, method: str) -> list[dict]:
+    """The records of column `method` on `row` (one per finished seed)."""
+    return [r for r in records if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)]
+
+
 def backdoor_attacks(recipe: Recipe) -> list[str]:
     """The grid's backdoor attacks: its attacks but the clean row."""
     return [a for a in recipe.grid.attacks if a != CLEAN]
@@ -127,18 +132,15 @@ def attack_averages(
     for group in dict.fromkeys((r["data"], r["model"]) for r in have):
         averages: dict[str, Average | None] = {}
         for column in columns:
-            chosen = [
-                [r for r in have if (r["data"], r["model"], r["attack"], r["method"]) == (*group, a, column)]
-                for a in attacks
-            ]
+            chosen = [_chosen(have, (*group, a), column) for a in attacks]
             if not any(chosen):
                 continue
             if any(len(seeds) < len(g.seeds) for seeds in chosen):
                 averages[column] = None
                 continue
             means = [statistics.mean(r["metrics"][metric] for r in seeds) for seeds in chosen]
-            ids = tuple(r["id"] for seeds in chosen for r in seeds)
-            averages[column] = Average(statistics.mean(means), statistics.stdev(means), ids)
+            included = tuple(r for seeds in chosen for r in seeds)
+            averages[column] = Average(statistics.mean(means), statistics.stdev(means), included)
         out[group] = averages
     return out
 
@@ -158,7 +160,7 @@ def acc_drops(averages: dict[str, Average | None]) -> dict[str, float | None]:
 
 def _stale(averages: Sequence[Average | None], stale: Collection[str]) -> str:
     """STALE (after a space) when one of the averages includes a stale record, else nothing."""
-    return f" {STALE}" if any(i in stale for a in averages if a is not None for i in a.ids) else ""
+    return mark([r for a in averages if a is not None for r in a.records], stale)
 
 
 def average_row(
@@ -200,11 +202,6 @@ def drop_line(
         f"Average ACC drop (points) from no repair{where}: {', '.join(parts)} (the average row's none minus "
         "the column's)."
     )
-
-
-def _chosen(records: Sequence[dict], row: Row, method: str) -> list[dict]:
-    """The records of column `method` on `row` (one per finished seed)."""
-    return [r for r in records if (r["data"], r["model"], r["attack"], r["method"]) == (*row, method)]
 
 
 def time_ratios(recipe: Recipe, records: Sequence[dict]) -> dict[Row, dict[str, float | None]]:

@@ -17,12 +17,20 @@ from mendnet.cli.common import (
     data_ref,
     run_options,
 )
+from mendnet.cli.config import flag
 from mendnet.errors import MendnetError
 from mendnet.jobs.load import load_model
 from mendnet.jobs.mend import mend_artefact
 from mendnet.jobs.outcome import write_outcome
 from mendnet.mend.run import DEFAULT_CANDIDATES, MendConfig
 from mendnet.registry import REPAIRS
+
+SCAN_FLAGS = {
+    "scan_epochs": "Neural Cleanse epochs",
+    "scan_batches": "Neural Cleanse mini-batches per epoch and label",
+    "scan_batch_size": "defender images per Neural Cleanse mini-batch",
+}
+"""MendConfig's scan settings that are flags of `mendnet mend` (integers), with their help text."""
 
 
 def add_mend_parser(sub: argparse._SubParsersAction) -> None:
@@ -53,23 +61,9 @@ def add_mend_parser(sub: argparse._SubParsersAction) -> None:
         default=d.val_share,
         help=f"share of the clean data kept for mend's validation ({d.val_share})",
     )
-    p.add_argument(
-        "--scan-epochs", type=int, default=d.scan_epochs, help=f"Neural Cleanse epochs ({d.scan_epochs})"
-    )
-    p.add_argument(
-        "--scan-batches",
-        type=int,
-        default=d.scan_batches,
-        metavar="N",
-        help=f"Neural Cleanse mini-batches per epoch and label ({d.scan_batches})",
-    )
-    p.add_argument(
-        "--scan-batch-size",
-        type=int,
-        default=d.scan_batch_size,
-        metavar="N",
-        help=f"defender images per Neural Cleanse mini-batch ({d.scan_batch_size})",
-    )
+    for name, text in SCAN_FLAGS.items():
+        default = getattr(d, name)
+        p.add_argument(flag(name), type=int, default=default, metavar="N", help=f"{text} ({default})")
     p.add_argument(
         "--no-evaluate",
         dest="evaluate",
@@ -84,13 +78,8 @@ def cmd_mend(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"mend-{name}"
     check_out(out, args.force)
     candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
-    config = MendConfig(
-        candidates=candidates,
-        val_share=args.val_share,
-        scan_epochs=args.scan_epochs,
-        scan_batches=args.scan_batches,
-        scan_batch_size=args.scan_batch_size,
-    )
+    scan = {name: getattr(args, name) for name in SCAN_FLAGS}
+    config = MendConfig(candidates=candidates, val_share=args.val_share, **scan)
     art = load_model(args.model, args.arch, data_ref(args) if args.data else None)
     if "data" not in art.meta:
         raise MendnetError(f"{args.model} records no data set; pass --data")
