@@ -7,14 +7,17 @@ and batch size (issue 27's acceptance: robust accuracy equal to within 0.5 point
 Both attack the first N test images of the artefact's data set. mendnet runs `robust_accuracy` with its
 `autoattack` (or `autoattack-l2`) attack, which is what `mendnet attack ARTEFACT --attack autoattack`
 runs; the package runs `pyautoattack.AutoAttack(model, eps=..., norm=..., version=..., seed=...,
-device=...).run_standard_evaluation(x, y, batch_size=...)`. The script prints both robust accuracies,
-their difference in points, mendnet's per-component counts and the seconds of each. ε defaults to
-mendnet's (8/255 L∞, 0.1 on 28×28 greyscale; 0.5 L2) and is passed to both explicitly (the package's
-own default is 0.3).
+device=...).run_standard_evaluation(x, y, batch_size=...)` (`autoattack.package_run`). The script
+prints both robust accuracies, their difference in points, mendnet's per-component counts and the
+seconds of each. ε defaults to mendnet's (8/255 L∞, 0.1 on 28×28 greyscale; 0.5 L2) and is passed to
+both explicitly (the package's own default is 0.3).
 
 The full standard version costs about 4 s an image of a robust small CNN on 2 CPU cores (36 minutes for
 500), twice that here since both run; try it on a handful of images first. On busy CPU cores
 `--threads 1` can be several times faster for small models.
+
+The same check on a PGD-AT small CNN that the bench trains: `mendnet bench recipes/autoattack_check.toml`
+(`run.aa_check`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from mendnet.data.ref import data_of
 from mendnet.device import resolve_device
 from mendnet.models import check_fits
 from mendnet.threats.adversarial import make_attack, robust_accuracy
-from mendnet.threats.adversarial.autoattack import PACKAGE_NORM, VERSIONS
+from mendnet.threats.adversarial.autoattack import PACKAGE_NORM, VERSIONS, package_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    import pyautoattack
-
     if args.threads:
         torch.set_num_threads(args.threads)
     art = load_artefact(args.model)
@@ -74,20 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ours_seconds = time.perf_counter() - start
 
-    x = test.float_images(torch.arange(len(test))).to(device)
-    y = test.labels.to(device)
-    package = pyautoattack.AutoAttack(
+    theirs = package_run(
         model,
-        eps=float(attack.eps),
-        norm=PACKAGE_NORM[attack.norm],
+        test.float_images().to(device),
+        test.labels.to(device),
+        eps=attack.eps,
+        norm=attack.norm,
         version=args.version,
         seed=args.seed,
-        device=device,
+        batch_size=args.batch_size,
     )
-    start = time.perf_counter()
-    _, y_adv = package.run_standard_evaluation(x, y, batch_size=args.batch_size)
-    theirs_seconds = time.perf_counter() - start
-    theirs = float((y_adv == y).float().mean())
 
     mine = ours.per_attack[name]
     detail = ours.details[name]
@@ -97,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"clean accuracy          {100 * ours.clean_acc:6.2f}%")
     print(f"mendnet autoattack      {100 * mine:6.2f}%   {ours_seconds:8.1f} s")
-    print(f"pyautoattack directly   {100 * theirs:6.2f}%   {theirs_seconds:8.1f} s")
-    print(f"difference              {100 * (mine - theirs) + 0.0:+6.2f} points")
+    print(f"pyautoattack directly   {100 * theirs.accuracy:6.2f}%   {theirs.seconds:8.1f} s")
+    print(f"difference              {100 * (mine - theirs.accuracy) + 0.0:+6.2f} points")
     print("mendnet, broken by: " + ", ".join(f"{c} {k}" for c, k in detail["broken_by"].items()))
     for line in detail["warnings"]:
         print(f"warning: {line}")

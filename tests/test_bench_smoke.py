@@ -32,16 +32,25 @@ def test_smoke_recipe_keeps_the_grid_and_shrinks_the_work(path):
     smoke = smoke_recipe(recipe)
     assert smoke.smoke and smoke.name != recipe.name and smoke.grid.seeds == recipe.grid.seeds[:1]
     rows = smoke_rows(smoke)
+    kept = {*smoke.grid.repairs, *smoke.grid.robustifiers}
     first_seed = [
         c.id
         for c in enumerate_cells(recipe)
-        if c.base.seed == recipe.grid.seeds[0] and (c.kind in ("base", "robustify") or c.base.attack in rows)
+        if c.base.seed == recipe.grid.seeds[0]
+        and (c.kind == "base" or c.base.attack in rows or c.kind == "robustify")
+        and (c.kind not in ("repair", "robustify") or c.method in kept)
     ]
     cells = enumerate_cells(smoke)
     assert [c.id for c in cells] == first_seed
-    # every attack's base and every method (column, detection, mend, retuning) still runs
+    # every attack's base and every registered method with each of its wirings (teacher column, trigger
+    # source) still runs, as do detection, mend and retuning
     assert {c.base.attack for c in cells} == {c.base.attack for c in enumerate_cells(recipe)}
-    assert {(c.kind, c.method) for c in cells} == {(c.kind, c.method) for c in enumerate_cells(recipe)}
+    columns = ("repair", "robustify")
+    ran = {(c.kind, c.method) for c in cells if c.kind not in columns}
+    assert ran == {(c.kind, c.method) for c in enumerate_cells(recipe) if c.kind not in columns}
+    wiring = {n: (c.method, c.teacher, c.trigger) for n, c in recipe.columns.items()}
+    everything = {*recipe.grid.repairs, *recipe.grid.robustifiers}
+    assert {wiring[n] for n in kept} == {wiring[n] for n in everything}
     run = smoke.run
     assert run.train_subset <= TRAIN_IMAGES and run.test_images <= TEST_IMAGES and run.aa_images == 0
     assert run.threads == recipe.run.threads and run.split == recipe.run.split

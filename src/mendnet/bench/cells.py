@@ -4,9 +4,10 @@ A *base* is the model a group of cells starts from: the backdoored model of (dat
 a clean model (attack "none"), or the naturally trained one of (data, model, seed) for robustifiers. It
 is trained once and cached as an artefact; its own metrics are the grid's "none" (or "natural") cell,
 and each repair or robustifier column of the grid is one more cell on it, as are its detect and mend
-cells. A robustifier that distils a teacher takes the natural base, or the robust teacher (a base trained
-by the recipe's `run.robust_teacher` robustifier), as its teacher (or an extra natural base of
-`run.natural_teacher`, mendnet.bench.roles). A Trojan or CL base may be planted with the clean model of
+cells, and a clean base's defects cell. A robustifier that distils a teacher takes the natural base, or
+the robust teacher (a base trained by the recipe's `run.robust_teacher` robustifier), as its teacher (or
+an extra natural base of `run.natural_teacher`, mendnet.bench.roles). A Trojan or CL base may be planted
+with the clean model of
 another base, its *attacker* (`run.attacker_model`); a backdoored base of a grid with the clean row is
 measured on the clean row's model too (its trigger's ASR on that model, `clean_asr`); the specs of both
 are part of its own, and both are trained before it (`given_bases`). A cell may also take
@@ -24,9 +25,11 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR, RETUNE
+from mendnet.bench.grid import CLEAN, DEFECTS, DETECT, MEND, NATURAL, NO_REPAIR, RETUNE
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.roles import CLEAN_ROW, SURROGATE
+from mendnet.bench.run_settings import VALIDATION, RunSettings
+from mendnet.data.tuning import TUNING_SEED, VALIDATION_IMAGES
 from mendnet.registry import ROBUSTIFIERS
 from mendnet.threats.backdoor import TRIGGERS
 from mendnet.train import TrainConfig
@@ -61,7 +64,8 @@ class BaseKey:
 @dataclass(frozen=True)
 class Cell:
     """One result of the grid: column `method` on the base (NO_REPAIR or NATURAL: the base itself).
-    kind: "base", "repair", "robustify", "detect", "mend" or "retune" (method: the column retuned);
+    kind: "base", "repair", "robustify", "detect", "mend", "retune" (method: the column retuned) or
+    "defects";
     teacher: the base a robustifier distils (None: none); source: the cell whose model this cell takes
     (a repair's teacher column, a retuned column; None: none); trigger: the detect cell whose reversed
     trigger this cell takes (None: none)."""
@@ -98,7 +102,8 @@ class Cell:
 
 def base_cells(recipe: Recipe, base: BaseKey) -> list[Cell]:
     """The cells of a backdoored or clean base: itself, its detection, its repair columns (those that
-    take no teacher column first), mend, and the retuning attack on the chosen columns (backdoored only)."""
+    take no teacher column first), mend, the retuning attack on the chosen columns (backdoored only), and
+    the general-defect experiment (clean only)."""
     g = recipe.grid
     cells = [Cell(base, NO_REPAIR, "base")]
     made: dict[str, Cell] = {}
@@ -116,6 +121,8 @@ def base_cells(recipe: Recipe, base: BaseKey) -> list[Cell]:
         cells.append(made[MEND])
     if base.attack != CLEAN:
         cells += [Cell(base, name, RETUNE, source=made[name]) for name in g.retune]
+    elif g.defects:
+        cells.append(Cell(base, DEFECTS, DEFECTS))
     return cells
 
 
@@ -189,10 +196,20 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+def report_spec(run: RunSettings) -> dict[str, Any]:
+    """The settings of a robustness report: its L∞ budget, AutoAttack's images and, only when on, the
+    check against the authors' package (absent when off, so the cells without it keep their identity)."""
+    spec: dict[str, Any] = {"eval_eps": run.eval_eps, "aa_images": run.aa_images}
+    if run.aa_check:
+        spec["aa_check"] = True
+    return spec
+
+
 def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
     """Everything that determines a base model and the metrics measured when it is trained (the target
     class of a clean base's target-class ACC, the clean row's model a backdoored base's `clean_asr` is
-    measured on): change any of it and the base is trained again."""
+    measured on, under run.evaluate_on "validation" the carved split it trains without and is measured
+    on): change any of it and the base is trained again."""
     run = recipe.run
     spec: dict[str, Any] = {
         "data": base.data,
@@ -207,6 +224,8 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
     }
     if recipe.smoke:
         spec["smoke"] = True
+    if run.evaluate_on == VALIDATION:  # absent on the test set, whose cells keep their identity
+        spec["evaluate_on"] = {"split": VALIDATION, "images": VALIDATION_IMAGES, "carving_seed": TUNING_SEED}
     if base.attack == CLEAN:  # its target-class ACC is measured on the backdoors' target
         spec["target"] = recipe.poison.target
     if base.attack not in (None, CLEAN):
@@ -225,8 +244,7 @@ def base_spec(recipe: Recipe, base: BaseKey) -> dict[str, Any]:
         column = recipe.columns[base.teacher]
         spec["teacher"] = {"method": column.method, "config": asdict(column.config)}
         spec["split"] = run.teacher_split
-        spec["eval_eps"] = run.eval_eps
-        spec["aa_images"] = run.aa_images
+        spec.update(report_spec(run))
     return _plain(spec)
 
 
@@ -241,7 +259,8 @@ def cell_spec(recipe: Recipe, cell: Cell) -> dict[str, Any]:
         spec["registered"] = column.method
         spec["config"] = asdict(column.config)
     elif cell.kind != "base":
-        spec["config"] = asdict({DETECT: recipe.detect, MEND: recipe.mend, RETUNE: recipe.retune}[cell.kind])
+        configs = {DETECT: recipe.detect, MEND: recipe.mend, RETUNE: recipe.retune, DEFECTS: recipe.defects}
+        spec["config"] = asdict(configs[cell.kind])
     if cell.kind == "robustify":
         spec["split"] = recipe.run.split
         spec["teacher"] = base_spec(recipe, cell.teacher) if cell.teacher else None
@@ -252,6 +271,5 @@ def cell_spec(recipe: Recipe, cell: Cell) -> dict[str, Any]:
     if cell.trigger is not None:
         spec["trigger"] = cell_spec(recipe, cell.trigger)
     if cell.kind in ("base", "robustify") and cell.base.attack is None:
-        spec["eval_eps"] = recipe.run.eval_eps
-        spec["aa_images"] = recipe.run.aa_images
+        spec.update(report_spec(recipe.run))
     return _plain(spec)

@@ -1,6 +1,7 @@
 """A recipe's [grid]: the axes of its cells (data sets, models, attacks, method columns, seeds) and the
-cells added on each backdoored or clean model (Neural Cleanse detection, mend, the retuning attack),
-checked against the registries and the recipe's variants; and the names the grid reserves."""
+cells added on each backdoored or clean model (Neural Cleanse detection, mend, the retuning attack, and
+on a clean model AI-Lancet's general-defect experiment), checked against the registries and the recipe's
+variants; and the names the grid reserves."""
 
 from __future__ import annotations
 
@@ -26,10 +27,23 @@ MEND = "mend"
 """The column of a base's `mendnet mend` cell."""
 RETUNE = "retune"
 """The kind of a retuning-attack cell (its column is the repaired column it retunes)."""
-RESERVED = (NO_REPAIR, NATURAL, DETECT, MEND, RETUNE, "all")
+DEFECTS = "defects"
+"""The column of a clean base's general-defect cell (mendnet.bench.defects)."""
+RESERVED = (NO_REPAIR, NATURAL, DETECT, MEND, RETUNE, DEFECTS, "all")
 """Names no variant may take."""
 
-GRID_KEYS = ("data", "models", "attacks", "repairs", "robustifiers", "seeds", "detect", "mend", "retune")
+GRID_KEYS = (
+    "data",
+    "models",
+    "attacks",
+    "repairs",
+    "robustifiers",
+    "seeds",
+    "detect",
+    "mend",
+    "retune",
+    "defects",
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,8 @@ class Grid:
     of methods that distil a natural teacher; methods that distil a robust one get the
     `run.robust_teacher` method's model). repairs and robustifiers name registered methods or variants.
     On each base of the attacks: a Neural Cleanse cell (detect), a `mendnet mend` cell (mend), and a
-    retuning-attack cell for each column named in `retune` (repairs, or "mend"; backdoored rows only)."""
+    retuning-attack cell for each column named in `retune` (repairs, or "mend"; backdoored rows only);
+    on each clean base, AI-Lancet's general-defect cell (defects; mendnet.bench.defects)."""
 
     data: tuple[str, ...]
     models: tuple[str, ...]
@@ -51,6 +66,7 @@ class Grid:
     detect: bool = False
     mend: bool = False
     retune: tuple[str, ...] = ()
+    defects: bool = False
 
 
 def _names(
@@ -125,6 +141,7 @@ def parse_grid(table: dict[str, Any], variants: dict[str, str]) -> Grid:
         detect=_flag(table, "detect"),
         mend=mend,
         retune=_retune(table, repairs, mend),
+        defects=_flag(table, "defects"),
     )
     if not grid.data or not grid.models:
         raise MendnetError("grid.data and grid.models must name at least one each")
@@ -133,6 +150,8 @@ def parse_grid(table: dict[str, Any], variants: dict[str, str]) -> Grid:
     for key, wanted in (("repairs", grid.repairs), ("detect", grid.detect), ("mend", grid.mend)):
         if wanted and not grid.attacks:
             raise MendnetError(f"grid.{key} needs grid.attacks (a backdoored or clean model to work on)")
+    if grid.defects and CLEAN not in grid.attacks:
+        raise MendnetError(f'grid.defects needs the clean row: add "{CLEAN}" to grid.attacks')
     if grid.retune and not [a for a in grid.attacks if a != CLEAN]:
         raise MendnetError("grid.retune needs a backdoor attack in grid.attacks (its trigger is retuned)")
     return grid

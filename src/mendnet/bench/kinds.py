@@ -1,8 +1,9 @@
 """What each kind of cell computes, as thin adapters over the job functions: the base's own metrics,
 a repair (`jobs.repair.repair_model`, with a source cell's model as its teacher or a detect cell's
 reversed trigger), a robustifier (`bench.robust_cells`), Neural Cleanse detection
-(`jobs.detect.detect_artefact`), mend (`jobs.mend.mend_artefact`) and the retuning attack
-(`threats.backdoor.retune.retune`) on a source cell's model."""
+(`jobs.detect.detect_artefact`), mend (`jobs.mend.mend_artefact`), the retuning attack
+(`threats.backdoor.retune.retune`) on a source cell's model, and AI-Lancet's general-defect experiment
+(`bench.defects.defect_figures`) on a clean model."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from mendnet.bench.cells import Cell
-from mendnet.bench.grid import DETECT, MEND, RETUNE
-from mendnet.bench.inputs import Done, Inputs
+from mendnet.bench.defects import defect_figures
+from mendnet.bench.grid import DEFECTS, DETECT, MEND, RETUNE
+from mendnet.bench.inputs import REFUSED, Done, Inputs
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.robust_cells import natural_report, robustify_cell
 from mendnet.bench.taken_trigger import smallest_norm_label
+from mendnet.errors import MendnetError
 from mendnet.evaluate import backdoor_metrics
 from mendnet.jobs.defender import defender_data
 from mendnet.jobs.detect import detect_artefact
@@ -145,6 +148,18 @@ def _retune(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
     return Done(metrics, {"clean_images": len(clean), "poisoned": recipe.retune.poisoned})
 
 
+def _defects(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
+    """AI-Lancet's general-defect experiment on the clean base, N_o its defender split; an experiment that
+    cannot run (no misclassified image in test half 1, no companion found, no pair corrected) is
+    recorded as refused, with its message and no metrics, as a repair that refuses."""
+    data = defender_data(x.art, recipe.run.clean_fraction, x.seed, x.sets)
+    try:
+        metrics, info = defect_figures(x.art.model, data.d_train, data.test, recipe.defects, x.seed, x.device)
+    except MendnetError as e:
+        return Done({}, {REFUSED: str(e)})
+    return Done(metrics, info)
+
+
 KINDS: dict[str, Callable[[Recipe, Cell, Inputs], Done]] = {
     "base": _base,
     "repair": _repair,
@@ -152,5 +167,6 @@ KINDS: dict[str, Callable[[Recipe, Cell, Inputs], Done]] = {
     DETECT: _detect,
     MEND: _mend,
     RETUNE: _retune,
+    DEFECTS: _defects,
 }
 """Cell kind → the function that computes a cell of that kind."""

@@ -21,6 +21,8 @@ format's reference.
     mend = true                             # a `mendnet mend` cell on each base model (settings: [mend])
     retune = ["finetune", "nad"]            # the retuning attack on these columns' models (repairs or
                                             # "mend"; backdoored rows only; settings: [retune])
+    defects = true                          # AI-Lancet's general-defect cell on each clean base (grid.attacks
+                                            # must hold "none"; settings: [defects])
 
     [run]      # train_subset, test_images, clean_fraction, threads, device, data_dir, robustifier set-up,
                # and the models of two roles (RunSettings):
@@ -31,6 +33,18 @@ format's reference.
     natural_teacher = "natural-ls"  # the natural teacher of robustifiers that distil one (AGKD-BML:
                                     # also its starting point): "natural" (the default: the natural
                                     # row's model) or a [base.NAME]
+    evaluate_on = "validation"  # "test" (the default), or a selection run: every model trains on the
+                                # training set less the researcher's validation images
+                                # (mendnet.data.tuning: 5,000, carving seed 100), every figure is
+                                # measured on those (the first test_images of them), the test set is
+                                # never loaded; part of every cell's identity (Refool refused: the
+                                # repair and mend jobs rebuild its trigger from the full training set)
+    aa_check = true   # the robust rows' AutoAttack checked against the authors' package (issue 27):
+                      # every robustness report that runs AutoAttack (aa_images > 0; grid.robustifiers
+                      # must not be empty) also runs pyautoattack directly on the same images with the
+                      # same ε, version, seed and batch size, and the results gain a table of both
+                      # robust accuracies, their difference and seconds, flagged above 0.5 points;
+                      # default false, part of the robust cells' identity only when true
     [train]    # mendnet.train.TrainConfig of the backdoored (or clean, or natural) model
     [base.natural-ls]       # an extra model for a role above, shown in no row: [train] with these
     label_smoothing = 0.5   # changes (mendnet.bench.roles); its spec is part of its takers' identity
@@ -62,6 +76,29 @@ format's reference.
     [mend]     # mendnet.mend.run.MendConfig of the mend cells (ACC/ASR after, the chosen candidate)
     [retune]   # mendnet.threats.backdoor.retune.RetuneConfig of the retune cells (ACC/ASR after the
                # attack's fine-tuning on the defender data with a few poisoned images)
+    [defects]  # mendnet.bench.defects.DefectsConfig of the defects cells (AI-Lancet's general-defect
+               # experiment: the test set in seeded halves, half 1's misclassified images located and
+               # repaired by AI-Lancet's EI neurons, as many random weights of the same layer, or every
+               # weight, scored on half 2; N_o: the run.clean_fraction defender split):
+    pairs = 100          # half 1's erroneous images given mask companions for locating
+    mask_steps = 300     # at most this many steps of each companion's mask optimisation
+    layers = []          # candidate layers (empty: every conv and linear layer)
+    tune_epochs = 5      # the fine-tuning's epochs (all three repairs)
+    copies = 20          # jittered copies of each erroneous image in N_e
+    vote_share = 0.05    # AI-Lancet trains the weights voted by at least this share of the corrected pairs
+    shares = [0.01, 0.05, 0.2]  # the dose: k = share · the layer's weights, AI-Lancet's first k vs k random
+    half_seed = 0        # the seed of the test set's halves (absent: the cell's seed)
+
+    [select.nad-lr]      # a selection rule (mendnet.bench.selection; needs run.evaluate_on =
+                         # "validation"): the results show every candidate's validation figures and
+                         # the rule's choice on each backdoored row, under the rule's text
+    candidates = ["nad", "nad-lr0.045"]  # repair columns of the grid (two or more)
+    default = "nad"          # kept unless another candidate beats it by more than margin
+    metric = "acc"           # compared as its mean over the seeds: acc, asr, ra or der
+    prefer = "higher"        # or "lower"
+    margin = 0.005           # a fraction (default 0)
+    asr_bound = 0.05         # optional: only candidates with ASR ≤ this (a fraction) qualify,
+    bound_at = "every-seed"  # at every seed (the default) or on the "mean" over the seeds
 
 A cell's record names its column as `method` (a variant: its own name; its spec holds the registered
 method under "registered", the settings under "config", the spec of the cell whose model it took under
@@ -69,13 +106,22 @@ method under "registered", the settings under "config", the spec of the cell who
 cell and the digest of the weights it took, its "trigger" the detect cell, the digest of the reversed
 trigger, the label used and whether Neural Cleanse flagged it). Detect and mend cells are the columns
 "detect" and "mend"; a retune cell's column is the column it retunes, its metrics retune_acc,
-retune_asr and retune_seconds. A repair that changes a few weights of one layer (AI-Lancet) reports
+retune_asr and retune_seconds. A defects cell's column is "defects"; its metrics: "original", "lancet",
+"random" and "plain" each with half 2's accuracy (acc) and the accuracy on the images of half 2 the
+original model misclassifies (fixed), the repairs with seconds (AI-Lancet's include locating);
+trained_weights, layer_weights, wrong_half1, wrong_half2, pairs, corrected, ratio_q1, ratio_median,
+ratio_q3 (the corrected pairs' minimal ablation ratios) and voted (the EI sets' union); per dose share s
+"dose_s.k" and "dose_s.lancet" / "dose_s.random" with acc, fixed and seconds; its info names the chosen
+layer and the halves' seed. A defects cell whose experiment cannot run is recorded as refused, as a
+repair is (below). A repair that changes a few weights of one layer (AI-Lancet) reports
 weights_changed and changed_share (their share of the chosen layer's weights); robustness reports add
 masking_gap (PGD-20's robust accuracy minus the worst case; mendnet.bench.masking) and, with
-AutoAttack, aa_gap and aa_gap_flag; a robustifier's info names its teacher base and that base's
-training seconds, which its own train_seconds leave out. A repair whose method refuses to run (a
-MendnetError: AI-Lancet when the reversed trigger sends no defender image to its label) is recorded
-with the message under info "refused" and no metrics, unless another cell takes its model.
+AutoAttack, aa_gap and aa_gap_flag, and with run.aa_check aa_package (the package's robust accuracy),
+aa_package_diff (mendnet's minus the package's), aa_package_seconds and aa_package_flag; a
+robustifier's info names its teacher base and that base's training seconds, which its own
+train_seconds leave out. A repair whose method refuses to run (a MendnetError: AI-Lancet when the
+reversed trigger sends no defender image to its label) is recorded with the message under info
+"refused" and no metrics, unless another cell takes its model.
 """
 
 from __future__ import annotations
@@ -90,13 +136,16 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 from mendnet.bench.columns import Column, method_columns, variant_methods
+from mendnet.bench.defects import DefectsConfig
 from mendnet.bench.grid import CLEAN, Grid, parse_grid
 from mendnet.bench.roles import parse_bases
-from mendnet.bench.run_settings import PoisonSettings, RunSettings
+from mendnet.bench.run_settings import VALIDATION, PoisonSettings, RunSettings
+from mendnet.bench.selection import Rule, parse_rules
 from mendnet.bench.settings import config_from_table, table
 from mendnet.detect.neural_cleanse import Config as DetectConfig
 from mendnet.errors import MendnetError
 from mendnet.mend.run import MendConfig
+from mendnet.threats.backdoor import TRIGGERS
 from mendnet.threats.backdoor.retune import RetuneConfig
 from mendnet.train import TrainConfig
 
@@ -116,14 +165,16 @@ TOP_KEYS = (
     "detect",
     "mend",
     "retune",
+    "defects",
+    "select",
 )
 
 
 @dataclass(frozen=True)
 class Recipe:
     """A parsed recipe: the grid, the settings of each step, each method column (Column: registered
-    method, Config, teacher column, trigger source), the Configs of the detect, mend and retune cells, and
-    the training settings of each [base.NAME]."""
+    method, Config, teacher column, trigger source), the Configs of the detect, mend, retune and defects
+    cells, and the training settings of each [base.NAME]."""
 
     name: str
     title: str
@@ -138,8 +189,11 @@ class Recipe:
     detect: DetectConfig = field(default_factory=DetectConfig)
     mend: MendConfig = field(default_factory=MendConfig)
     retune: RetuneConfig = field(default_factory=RetuneConfig)
+    defects: DefectsConfig = field(default_factory=DefectsConfig)
     bases: dict[str, TrainConfig] = field(default_factory=dict)
     """[base.NAME] → its TrainConfig (mendnet.bench.roles)."""
+    select: dict[str, Rule] = field(default_factory=dict)
+    """[select.NAME] → its selection Rule (mendnet.bench.selection)."""
     smoke: bool = False
     """A smoke run (`mendnet.bench.smoke.smoke_recipe`; no TOML key sets it): its cells' specs say so."""
 
@@ -158,11 +212,23 @@ def _attack_params(doc: dict[str, Any], grid: Grid) -> dict[str, tuple[tuple[str
 
 
 def _cell_settings(doc: dict[str, Any], key: str, enabled: bool, cls: type) -> Any:
-    """The Config of the detect, mend or retune cells from the [key] table (defaults when absent)."""
+    """The Config of the detect, mend, retune or defects cells from the [key] table (defaults when
+    absent)."""
     settings = table(doc, key)
     if settings and not enabled:
         raise MendnetError(f"[{key}] sets {key} cells, but grid.{key} asks for none")
     return config_from_table(cls, settings, key)
+
+
+def _check_validation(run: RunSettings, grid: Grid) -> None:
+    """Refuse the attacks whose trigger a repair or mend job rebuilds from the full training set (Refool's
+    reflection pool, drawn by index) under run.evaluate_on = "validation", whose models train on the rest."""
+    rebuilt = [a for a in grid.attacks if a != CLEAN and TRIGGERS[a].needs_data]
+    if run.evaluate_on == VALIDATION and rebuilt:
+        raise MendnetError(
+            f'run.evaluate_on = "{VALIDATION}" does not take {", ".join(rebuilt)}: the repair and mend jobs '
+            "rebuild its trigger from the full training set, not the one its models trained on"
+        )
 
 
 def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
@@ -176,6 +242,9 @@ def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
     if not isinstance(name, str) or not name or "/" in name:
         raise MendnetError(f"name must be a non-empty string without '/', got {name!r}")
     run = config_from_table(RunSettings, table(doc, "run"), "run")
+    _check_validation(run, grid)
+    if run.aa_check and not grid.robustifiers:
+        raise MendnetError("run.aa_check checks the robust rows' AutoAttack, but grid.robustifiers is empty")
     poison = config_from_table(PoisonSettings, table(doc, "poison"), "poison")
     if grid.retune and poison.mode != "all-to-one":
         raise MendnetError(f'grid.retune needs poison.mode = "all-to-one" (one target), got {poison.mode!r}')
@@ -193,7 +262,9 @@ def parse_recipe(doc: dict[str, Any], default_name: str = "bench") -> Recipe:
         detect=_cell_settings(doc, "detect", grid.detect, DetectConfig),
         mend=_cell_settings(doc, "mend", grid.mend, MendConfig),
         retune=_cell_settings(doc, "retune", bool(grid.retune), RetuneConfig),
+        defects=_cell_settings(doc, "defects", grid.defects, DefectsConfig),
         bases=parse_bases(doc, grid, run.attacker_model, run.natural_teacher, columns),
+        select=parse_rules(table(doc, "select"), grid, run),
     )
 
 

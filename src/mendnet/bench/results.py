@@ -7,8 +7,11 @@ attacks, and the ACC table is followed by each repair column's average ACC drop 
 benchmarks/defense_table.py's table); in a robust grid with the PGD-AT column, the training-seconds table is
 followed by each robustifier's training time relative to PGD-AT's (as benchmarks/robust_table.py's
 "× PGD-AT time"); then mend's choices, Neural Cleanse's
-detection, the reversed triggers taken from detect cells, the weights a repair changed, the robust
-rows' gradient-masking flags and the repairs that refused to run, each a table of its own."""
+detection, AI-Lancet's general defects (mendnet.bench.defect_tables), the reversed triggers taken from
+detect cells, the weights a repair changed, the robust rows' gradient-masking flags, their AutoAttack
+against the authors' package (run.aa_check) and the repairs that refused to run, each a table of its
+own. A recipe's selection rules' tables (every candidate's validation figures and the rule's choice,
+mendnet.bench.selection_table) come first."""
 
 from __future__ import annotations
 
@@ -18,11 +21,13 @@ import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from mendnet.bench.grid import CLEAN, DETECT, MEND, NATURAL, NO_REPAIR
+from mendnet.bench.defect_tables import defect_tables
+from mendnet.bench.grid import CLEAN, DEFECTS, DETECT, MEND, NATURAL, NO_REPAIR
 from mendnet.bench.inputs import REFUSED
 from mendnet.bench.markdown import Row, head, lead, mark, rows_of, seed_table, summarise, table
-from mendnet.bench.masking import FLAG, masking_table
+from mendnet.bench.masking import FLAG, PACKAGE_METRICS, masking_table, package_table
 from mendnet.bench.recipe import Recipe
+from mendnet.bench.selection_table import selection_tables
 from mendnet.registry import ROBUSTIFIERS
 
 KEYS = ("data", "model", "attack", "method", "seed")
@@ -49,8 +54,8 @@ SECONDS_NAMES = {
     "retune_seconds": "retuning seconds",
     "aa_seconds": "AutoAttack seconds",
 }
-UNTABLED = (FLAG,)
-"""Metrics in the CSV and JSON but in no metric table (the flags table shows them)."""
+UNTABLED = (FLAG, *PACKAGE_METRICS)
+"""Metrics in the CSV and JSON but in no metric table (the flags and package tables show them)."""
 AVERAGED = ("acc", "asr", "ra", "der", "retune_asr", "retune_acc")
 """Fractions whose tables end each (data, model) of a repair grid with the average over its backdoor
 attacks (`attack_averages`)."""
@@ -282,8 +287,8 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
     records' ids is in `stale`. In a repair grid with several backdoor attacks, the AVERAGED tables end
     each (data, model) with `average_row` (the mean ± std over attacks of the per-attack means; its
     title says so), and the ACC table is followed by `drop_line`. In a robust grid with the PGD_AT
-    column, the training-seconds table is followed by `time_ratio_table`. Detection records have a table
-    of their own."""
+    column, the training-seconds table is followed by `time_ratio_table`. Detection and defects records
+    have tables of their own."""
     g = recipe.grid
     methods = (
         ([NO_REPAIR] if g.attacks else [])
@@ -291,7 +296,7 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
         + ([MEND] if g.mend else [])
         + ([NATURAL, *g.robustifiers] if g.robustifiers else [])
     )
-    scored = [r for r in records if r["kind"] != DETECT]
+    scored = [r for r in records if r["kind"] not in (DETECT, DEFECTS)]
     out = []
     for metric in metric_order(scored):
         have = [r for r in scored if metric in r["metrics"]]
@@ -392,18 +397,22 @@ def _changes_note(record: dict) -> str:
 
 def markdown_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str:
     """The Markdown of `records`: the metric tables, then (when the grid has such cells) mend's choices,
-    the detection table, the reversed trigger each taker took from its detect cell, the weights changed
-    in the chosen layer, the gradient-masking flags and the refused repairs."""
-    tables = metric_tables(recipe, records, stale)
+    the detection table, the general-defect tables, the reversed trigger each taker took from its detect
+    cell, the weights changed in the chosen layer, the gradient-masking flags, the check of AutoAttack
+    against the authors' package and the refused repairs; before all of them, the selection rules'
+    tables."""
+    tables = [*selection_tables(recipe, records, stale), *metric_tables(recipe, records, stale)]
     takers = [r for r in records if r.get("trigger")]
     changers = [r for r in records if "weights_changed" in r["metrics"] and "layer" in r["info"]]
     refused = [r for r in records if REFUSED in r["info"]]
     more = (
         mend_table(recipe, records, stale),
         detect_table(recipe, records, stale),
+        *defect_tables(recipe, records, stale),
         seed_table(recipe, takers, "**Reversed trigger taken from the detect cell**", _trigger_note, stale),
         seed_table(recipe, changers, "**Weights changed** (in the chosen layer)", _changes_note, stale),
         masking_table(recipe, records, stale),
+        package_table(recipe, records, stale),
         seed_table(recipe, refused, "**Refused** (the method's error; no metrics)", _refused_note, stale),
     )
     return "\n\n".join([*tables, *(t for t in more if t)]) + "\n"

@@ -42,6 +42,7 @@ def robustify(
         eval_images=len(sets[1]),
         eval_eps=run.eval_eps,
         aa_images=run.aa_images,
+        aa_check=run.aa_check,
         seed=seed,
         device=resolve_device(run.device),
         progress=progress,
@@ -60,6 +61,7 @@ def natural_report(recipe: Recipe, x: Inputs) -> Done:
         seed=x.seed,
         progress=x.progress,
         aa_images=run.aa_images,
+        aa_check=run.aa_check,
     )
     metrics, info = report_metrics(report)
     return Done({**x.art.metrics, **metrics}, info)

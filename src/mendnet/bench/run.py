@@ -20,7 +20,9 @@ from mendnet.bench.markdown import STALE
 from mendnet.bench.plan import plan_cells
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.results import markdown_tables, tidy_csv
+from mendnet.bench.run_settings import VALIDATION, RunSettings
 from mendnet.bench.store import BenchStore
+from mendnet.data.tuning import TUNING_SEED, VALIDATION_IMAGES
 from mendnet.errors import MendnetError
 from mendnet.progress import console
 
@@ -72,7 +74,8 @@ def run_bench(
         if progress:
             m = record["metrics"]
             shown = ", ".join(f"{k} {100 * m[k]:.2f}%" for k in ("acc", "asr", "retune_asr") if k in m)
-            shown = shown or f"refused: {record['info'].get(REFUSED)}"
+            refused = record["info"].get(REFUSED)
+            shown = shown or (f"refused: {refused}" if refused is not None else "done")
             seconds = record["cell_seconds"]
             console.print(f"[{len(summary.computed)}/{total}] {cell.id}: {shown} ({seconds:.0f} s)")
 
@@ -89,6 +92,19 @@ def run_bench(
     return summary
 
 
+def evaluated_on(run: RunSettings) -> str:
+    """The images every figure is measured on, as the settings line names them."""
+    if run.evaluate_on != VALIDATION:
+        return f"test images {run.test_images or 'all'}"
+    first = run.test_images or VALIDATION_IMAGES
+    count = f"the first {first:,} of the" if first < VALIDATION_IMAGES else "the"
+    return (
+        f"figures measured on {count} {VALIDATION_IMAGES:,} validation images carved from the training set "
+        f"(`mendnet.data.tuning`, carving seed {TUNING_SEED}; no model trained on them, the test set was "
+        "never loaded)"
+    )
+
+
 def settings_line(
     recipe: Recipe, records: list[dict], total: int, code: dict[str, str], provenance: Provenance | None
 ) -> str:
@@ -103,7 +119,7 @@ def settings_line(
     return (
         f"{origin}, device {', '.join(devices)}, {run.threads} thread(s) per cell, "
         f"torch {torch.__version__}; {len(records)} of {total} cells; training subset "
-        f"{run.train_subset or 'all'}, test images {run.test_images or 'all'}, defender data "
+        f"{run.train_subset or 'all'}, {evaluated_on(run)}, defender data "
         f"{100 * run.clean_fraction:g}%. Percent."
     )
 

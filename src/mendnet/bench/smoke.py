@@ -2,12 +2,16 @@
 
 Every data set, model, attack and method of the recipe stays (so a recipe that no longer matches the code
 fails in its smoke run): every attack's base model is trained, and the method cells (repairs, detection,
-mend, retuning) run on the first backdoor attack's row and the clean row (`cells.smoke_rows`). What
-shrinks is how much each step does: the first seed only, a few hundred
+mend, retuning, general defects) run on the first backdoor attack's row and the clean row
+(`cells.smoke_rows`). What shrinks is how much each step does: the first seed only, a few hundred
 training images, one epoch of every training loop, a few test images, a few hundred defender images, no
 AutoAttack (its fixed budgets, Square's 5,000 queries among them, take over 10 s a cell even on a few
-images), and the inner loops of attacks and methods (optimisation steps, Neural Cleanse batches,
-AI-Lancet pairs and copies; mend's scan and candidates too, and mend tries its first candidate only).
+images) and so no check of it against the authors' package (`run.aa_check`), and the inner loops of
+attacks and methods (optimisation steps, Neural Cleanse batches, AI-Lancet pairs and copies; mend's
+scan and candidates too, and mend tries its first candidate only; the general-defect cell's pairs,
+companion steps, copies and epochs, and its first dose share only).
+A variant runs only when no earlier column runs its method with the same wiring (`smoke_columns`): it
+differs from that column in settings alone, which parsing the recipe has already built and checked.
 A grid with mend cells gets a few more defender images, as many as mend's parts need. The result is a
 Recipe with `smoke=True` (its cells' specs say so) and its own name; the CLI puts its results in a
 folder of their own, so smoke numbers never mix with real ones.
@@ -19,6 +23,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from mendnet.bench.defects import DefectsConfig
 from mendnet.bench.grid import CLEAN
 from mendnet.bench.recipe import Recipe
 from mendnet.detect.neural_cleanse import Config as DetectConfig
@@ -46,6 +51,7 @@ CAPS: dict[str, int] = {
     "pairs": 8,
     "copies": 2,
     "pool_size": 20,
+    "mask_steps": 20,
 }
 """Upper bounds on integer settings of the training, the attacks' triggers and the methods' Configs, by
 field name; a name ending in "_epochs" (teacher, fine-tuning, unlearning epochs) is capped as "epochs"."""
@@ -86,6 +92,32 @@ def smoke_mend(config: MendConfig) -> SmokeMendConfig:
     return SmokeMendConfig(**{**fields, "candidates": small.candidates[:1]})
 
 
+def smoke_defects(config: DefectsConfig) -> DefectsConfig:
+    """`config` with its capped fields bounded and only its first dose share (each share trains two
+    models)."""
+    return dataclasses.replace(shrink(config), shares=config.shares[:1])
+
+
+def smoke_columns(recipe: Recipe, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of `names` a smoke run computes: the first of each (registered method, teacher column,
+    trigger source), and every column another kept column takes as its teacher or the grid retunes (a
+    selection table lists the others as not finished)."""
+    kept: list[str] = []
+    shapes = set()
+    for name in names:
+        column = recipe.columns[name]
+        shape = (column.method, column.teacher, column.trigger)
+        if shape not in shapes:
+            shapes.add(shape)
+            kept.append(name)
+    wanted = set(kept) | (set(recipe.grid.retune) & set(names))
+    while True:
+        teachers = {recipe.columns[n].teacher for n in wanted} - {None} - wanted
+        if not teachers:
+            return tuple(n for n in names if n in wanted)
+        wanted |= teachers
+
+
 def smoke_attack_params(recipe: Recipe) -> dict[str, tuple[tuple[str, Any], ...]]:
     """Each attack's trigger parameters: the recipe's, with every capped parameter (given or default)
     bounded; a default that needs no cap is left out, as the recipe leaves it out."""
@@ -102,15 +134,21 @@ def smoke_attack_params(recipe: Recipe) -> dict[str, tuple[tuple[str, Any], ...]
 
 def smoke_recipe(recipe: Recipe) -> Recipe:
     """`recipe` at the smoke size (see the module docstring): the first seed, TRAIN_IMAGES training and
-    TEST_IMAGES test images, CLEAN_FRACTION (with mend cells MEND_CLEAN_FRACTION) defender data, no
+    TEST_IMAGES test images, `smoke_columns` of the method columns, CLEAN_FRACTION (with mend cells
+    MEND_CLEAN_FRACTION) defender data, no
     AutoAttack, one epoch (of every model, those of [base.NAME] too), capped inner loops (those of the
-    columns, detect, mend's scan and retune)."""
+    columns, detect, mend's scan, retune and defects; defects at its first dose share)."""
     run = recipe.run
     return dataclasses.replace(
         recipe,
         name=f"{recipe.name}-smoke",
         title=f"{recipe.title} (smoke run: tiny sizes, not results)",
-        grid=dataclasses.replace(recipe.grid, seeds=recipe.grid.seeds[:1]),
+        grid=dataclasses.replace(
+            recipe.grid,
+            seeds=recipe.grid.seeds[:1],
+            repairs=smoke_columns(recipe, recipe.grid.repairs),
+            robustifiers=smoke_columns(recipe, recipe.grid.robustifiers),
+        ),
         run=dataclasses.replace(
             run,
             train_subset=min(run.train_subset or TRAIN_IMAGES, TRAIN_IMAGES),
@@ -119,6 +157,7 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
                 run.clean_fraction, MEND_CLEAN_FRACTION if recipe.grid.mend else CLEAN_FRACTION
             ),
             aa_images=0,
+            aa_check=False,
         ),
         train=shrink(recipe.train),
         attack_params=smoke_attack_params(recipe),
@@ -126,6 +165,7 @@ def smoke_recipe(recipe: Recipe) -> Recipe:
         detect=shrink(recipe.detect),
         mend=smoke_mend(recipe.mend),
         retune=shrink(recipe.retune),
+        defects=smoke_defects(recipe.defects),
         bases={name: shrink(train) for name, train in recipe.bases.items()},
         smoke=True,
     )

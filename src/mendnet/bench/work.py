@@ -24,10 +24,12 @@ from mendnet.bench.inputs import REFUSED, Done, Inputs
 from mendnet.bench.kinds import KINDS
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.robust_cells import robustify
+from mendnet.bench.run_settings import TEST, VALIDATION
 from mendnet.bench.stored import BENCH_KEY, CODE_KEY, load_files, output_digest, read_folder
 from mendnet.bench.taken_trigger import REPORT, taken_trigger
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
+from mendnet.data.tuning import carve_validation
 from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy, backdoor_metrics
@@ -47,17 +49,30 @@ on (its id and weights digest), when the grid has the clean row (`cells.clean_ro
 NOT_METRICS = ("eps_linf", "eval_images")
 """Numbers of a robustness report that describe the setting, kept in a record's info."""
 
-_SETS: dict[tuple[str, str | None], tuple[ImageSet, ImageSet]] = {}
+_SPLITS: dict[tuple[str, str | None, str], ImageSet] = {}
 
 
-def load_sets(name: str, data_dir: str | None, test_images: int | None) -> tuple[ImageSet, ImageSet]:
-    """(train, first `test_images` test images), read once per process."""
-    if (name, data_dir) not in _SETS:
-        _SETS[(name, data_dir)] = DataRef(name, data_dir).load()
-    train, test = _SETS[(name, data_dir)]
-    if test_images is not None and test_images < len(test):
-        test = test.subset(torch.arange(test_images))
-    return train, test
+def _split(name: str, data_dir: str | None, split: str) -> ImageSet:
+    """One split of a data set ("train" or "test"), read once per process."""
+    if (name, data_dir, split) not in _SPLITS:
+        _SPLITS[(name, data_dir, split)] = DataRef(name, data_dir).split(split)
+    return _SPLITS[(name, data_dir, split)]
+
+
+def load_sets(
+    name: str, data_dir: str | None, test_images: int | None, evaluate_on: str = TEST
+) -> tuple[ImageSet, ImageSet]:
+    """(training set, the first `test_images` evaluation images): with `evaluate_on` TEST the training
+    and the test set; with VALIDATION the training set less the researcher's validation images and those
+    images (`mendnet.data.tuning.carve_validation`), the test set never read."""
+    train = _split(name, data_dir, "train")
+    if evaluate_on == VALIDATION:
+        train, evaluation = carve_validation(train)
+    else:
+        evaluation = _split(name, data_dir, "test")
+    if test_images is not None and test_images < len(evaluation):
+        evaluation = evaluation.subset(torch.arange(test_images))
+    return train, evaluation
 
 
 @contextlib.contextmanager
@@ -96,7 +111,7 @@ def train_base(
     "bench_clean_row"."""
     run = recipe.run
     with cell_environment(run.threads, base.seed), tempfile.TemporaryDirectory() as tmp:
-        sets = load_sets(base.data, run.data_dir, run.test_images)
+        sets = load_sets(base.data, run.data_dir, run.test_images, run.evaluate_on)
         if base.teacher is not None:
             outcome: Any = robustify(
                 recipe, base.teacher, base.model, base.seed, sets, None, run.teacher_split
@@ -251,7 +266,7 @@ def run_cell(
             taken = taken_trigger(trigger_files, Path(tmp) / "trigger")
         inputs = Inputs(
             art=load_files(base_files, Path(tmp) / "base"),
-            sets=load_sets(cell.base.data, run.data_dir, run.test_images),
+            sets=load_sets(cell.base.data, run.data_dir, run.test_images, run.evaluate_on),
             teacher=_loaded(teacher_files, Path(tmp) / "teacher"),
             source=_loaded(source_files, Path(tmp) / "source"),
             trigger=taken,

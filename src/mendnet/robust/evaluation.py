@@ -17,7 +17,7 @@ from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.robust.context import linf_budget
 from mendnet.threats.adversarial import FGSM, PGDL2, Attack, AutoAttack, CWLinf, PGDLinf, robust_accuracy
-from mendnet.threats.adversarial.autoattack import PGD_GAP_FLAG
+from mendnet.threats.adversarial.autoattack import PACKAGE_DIFF_FLAG, PGD_GAP_FLAG, package_run
 
 AA_IMAGES = 200
 """(ours) AutoAttack's images in the report: the full standard version costs about 4 s an image of a robust
@@ -51,6 +51,7 @@ def robust_metrics(
     seed: int = 0,
     progress: bool = True,
     aa_images: int = AA_IMAGES,
+    aa_check: bool = False,
 ) -> dict[str, Any]:
     """{"acc", each attack's robust accuracy, "autoattack", "worst_case", "eps_linf", "eval_images", and
     AutoAttack's record} of `model` (on `device`) over `test`. eps: the L∞ budget (default 0.1 on 28×28
@@ -62,6 +63,9 @@ def robust_metrics(
     "aa": {"images", "version", "seconds", "broken_by" (per component), "warnings", "pgd_gap"}, where
     pgd_gap is PGD-L∞-20's robust accuracy minus AutoAttack's on the same images; "aa_gap_flag" is
     pgd_gap > 0.02 (a sign of gradient masking).
+
+    aa_check: also run the authors' package directly on AutoAttack's images with the same ε, version, seed
+    and batch size (`package_check`), recorded under "aa" as "package" (nothing without AutoAttack).
     """
     if isinstance(aa_images, bool) or not isinstance(aa_images, int) or aa_images < 0:
         raise MendnetError(f"AutoAttack images must be an integer ≥ 0, got {aa_images!r}")
@@ -80,10 +84,11 @@ def robust_metrics(
     n_aa = min(aa_images, result.n)
     if n_aa:
         head = test.subset(torch.arange(n_aa))
+        attack = AutoAttack(eps=eps_linf, seed=seed, aa_version=AA_VERSION)
         aa = robust_accuracy(
             model,
             head,
-            attacks={"autoattack": AutoAttack(eps=eps_linf, seed=seed, aa_version=AA_VERSION)},
+            attacks={"autoattack": attack},
             batch_size=batch_size,
             device=device,
             progress=progress,
@@ -102,10 +107,47 @@ def robust_metrics(
             "pgd_gap": gap,
         }
         metrics["aa_gap_flag"] = gap > PGD_GAP_FLAG
+        if aa_check:
+            check = package_check(model, head, attack, metrics["autoattack"], batch_size, device)
+            metrics["aa"]["package"] = check
     metrics["worst_case"] = float(worst.float().mean())
     metrics["eps_linf"] = eps_linf
     metrics["eval_images"] = result.n
     return metrics
+
+
+def package_check(
+    model: nn.Module,
+    images: ImageSet,
+    attack: AutoAttack,
+    accuracy: float,
+    batch_size: int,
+    device: torch.device | str,
+) -> dict[str, Any]:
+    """(issue 27) The authors' package called directly (`package_run`) on `images` with `attack`'s ε, norm,
+    version and seed and `batch_size`, beside mendnet's robust `accuracy` of `attack` on them (a
+    fraction): {"robust": the package's robust accuracy (a fraction), "difference": accuracy − robust
+    (in [−1, 1]), "seconds": the package's wall time, "flag": |difference| > PACKAGE_DIFF_FLAG (0.5
+    points)}. `model` is on `device`."""
+    x = images.float_images().to(device)
+    run = package_run(
+        model,
+        x,
+        images.labels.to(device),
+        eps=attack.eps,
+        norm=attack.norm,
+        version=attack.aa_version,
+        seed=attack.seed,
+        batch_size=batch_size,
+    )
+    difference = accuracy - run.accuracy
+    return {
+        "robust": run.accuracy,
+        "difference": difference,
+        "seconds": run.seconds,
+        # rounded: a difference of exactly 0.5 points (1 of 200 images) is not above it
+        "flag": round(abs(difference), 12) > PACKAGE_DIFF_FLAG,
+    }
 
 
 NOT_ACCURACIES = ("acc", "worst_case", "eps_linf", "eval_images", "train_seconds", "aa", "aa_gap_flag")

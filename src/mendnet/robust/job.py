@@ -65,14 +65,16 @@ def robustify_model(
     eval_images: int = 1000,
     eval_eps: float | None = None,
     aa_images: int = AA_IMAGES,
+    aa_check: bool = False,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
     sets: tuple[ImageSet, ImageSet] | None = None,
 ) -> RobustOutcome:
     """Run robustifier `method` with `config` and measure clean, per-attack and worst-case accuracy on
-    the first `eval_images` test images (AutoAttack on the first `aa_images` of them; 0: none), plus the
-    method's training seconds."""
+    the first `eval_images` test images (AutoAttack on the first `aa_images` of them; 0: none; with
+    `aa_check` the authors' package called directly on them too, `robust_metrics`), plus the method's
+    training seconds."""
     from mendnet.registry import ROBUSTIFIERS
 
     if method not in ROBUSTIFIERS:
@@ -93,7 +95,14 @@ def robustify_model(
     result = ROBUSTIFIERS[method].run(model.to(device), ctx, config)
     test = test.subset(torch.arange(min(eval_images, len(test))))
     metrics: dict[str, Any] = robust_metrics(
-        result.model, test, eps=eval_eps, device=device, seed=seed, progress=progress, aa_images=aa_images
+        result.model,
+        test,
+        eps=eval_eps,
+        device=device,
+        seed=seed,
+        progress=progress,
+        aa_images=aa_images,
+        aa_check=aa_check,
     )
     metrics["train_seconds"] = result.info["train_seconds"]
     meta = {

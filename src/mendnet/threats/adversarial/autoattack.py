@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -51,6 +51,9 @@ MASKING_MIN_IMAGES = 5
 `MASKING_GAP` of the attacked images, and at least `MASKING_MIN_IMAGES` of them."""
 PGD_GAP_FLAG = 0.02
 """(issue 27) PGD's robust accuracy more than this above AutoAttack's on the same images is flagged."""
+PACKAGE_DIFF_FLAG = 0.005
+"""(issue 27) mendnet's AutoAttack robust accuracy and the package's called directly (`package_run`) on the
+same images and settings differing by more than this (a fraction: 0.5 points) is flagged."""
 BALL_TOLERANCE = 1e-5
 """Float slack allowed when checking the package's points against the ε-ball and [0, 1]."""
 LOGGER = "auto-attack"
@@ -431,6 +434,65 @@ class AutoAttackL2(AutoAttack):
     eps: float = 0.5
 
 
+@dataclass(frozen=True)
+class PackageRun:
+    """The authors' package called directly on N images (`package_run`).
+
+    x_adv: float N×C×H×W, the package's adversarial images (the image itself where it found none).
+    robust: bool N, correct clean and after the attack. seconds: wall time of the package's call.
+    """
+
+    x_adv: torch.Tensor
+    robust: torch.Tensor
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        """Robust accuracy over the N images (a fraction in [0, 1], an exact count ÷ N)."""
+        return int(self.robust.sum()) / len(self.robust)
+
+
+def package_run(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: str = "linf",
+    version: str = "standard",
+    seed: int = 0,
+    attacks: Sequence[str] | None = None,
+    batch_size: int = 250,
+) -> PackageRun:
+    """The authors' package called directly, none of `AutoAttack.run`'s bookkeeping: the reference that
+    run is checked against (issue 27). `pyautoattack.AutoAttack(model, eps=, norm=, version=, seed=,
+    device=).run_standard_evaluation(x, y, batch_size=)` on images `x` (float N×C×H×W in [0, 1], on the
+    model's device) with integer labels `y`.
+
+    eps: the budget in pixel space; norm: "linf" or "l2"; version: "standard", "plus" or "rand";
+    attacks: components to run instead of the version's own, as the package's `attacks_to_run` (its
+    way to run a subset). The model runs in eval mode with frozen parameters (neither changes the
+    package's points; FAB would fill the weights' `.grad` otherwise) and gets its modes and flags back.
+    """
+    if norm not in PACKAGE_NORM:
+        raise MendnetError(f"unknown AutoAttack norm {norm!r}; known: {', '.join(PACKAGE_NORM)}")
+    if version not in VERSIONS:
+        raise MendnetError(f"unknown AutoAttack version {version!r}; known: {', '.join(VERSIONS)}")
+    unknown = [a for a in attacks or () if a not in COMPONENTS]
+    if unknown:
+        raise MendnetError(f"unknown AutoAttack component {unknown[0]!r}; known: {', '.join(COMPONENTS)}")
+    check_count("batch_size", batch_size)
+    aa = _package().AutoAttack(
+        model, eps=float(eps), norm=PACKAGE_NORM[norm], version=version, seed=seed, device=x.device
+    )
+    if attacks is not None:
+        aa.attacks_to_run = list(attacks)
+    start = time.perf_counter()
+    with eval_mode(model), frozen_parameters(model):
+        x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=batch_size)
+    return PackageRun(x_adv, y_adv == y, time.perf_counter() - start)
+
+
 def summary_lines(name: str, summary: dict[str, Any]) -> list[str]:
     """Lines for people: what ran on how many images in how long, who broke what, then each warning."""
     counts = ", ".join(f"{c} {k}" for c, k in summary["broken_by"].items())
@@ -464,6 +526,8 @@ __all__ = [
     "AutoAttack",
     "AutoAttackL2",
     "AutoAttackRun",
+    "PackageRun",
+    "package_run",
     "pgd_autoattack_gaps",
     "summary_lines",
 ]
