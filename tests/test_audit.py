@@ -12,20 +12,34 @@ from PIL import Image
 
 from mendnet.audit import AuditConfig, audit_model
 from mendnet.cli import main
+from mendnet.detect.neural_cleanse import Config
 from mendnet.errors import MendnetError
 from mendnet.jobs.load import load_model
 from mendnet.report.html import Figure, Section, Table, html_page
+from tests.conftest import SHORT_DETECTION
 
-# Neural Cleanse as in tests/test_neural_cleanse.py (10 epochs of 10 batches of 12: it flags the backdoor's
-# target there); the attacks on 100 test images with 10 steps, the budgeted AutoAttack on 5 of them.
+# Neural Cleanse as the session's `detection` (SHORT_DETECTION: 10 epochs of 10 batches of 12; it flags the
+# backdoor's target); the attacks on 100 test images with 10 steps, the budgeted AutoAttack on 5 of them.
 FAST = AuditConfig(
     test_images=100, nc_epochs=10, nc_batches=10, nc_batch_size=12, attack_steps=10, aa_images=5
 )
 
 
 @pytest.fixture(scope="module")
-def backdoored_audit(backdoored, fmnist):
-    return audit_model(backdoored, FAST, sets=fmnist, progress=False, model_ref="runs/bd")
+def backdoored_audit(backdoored, detection, fmnist):
+    """The audit of `backdoored`. Its Neural Cleanse run is the session's `detection` (tests/conftest.py):
+    the audit's call is checked to ask for exactly that seeded run (the same model, settings, defender
+    data and seed) and answered with it rather than repeated."""
+    import mendnet.audit.run as audit_run
+
+    def same_run(art, config, **kw):
+        assert art is backdoored and config == Config(**SHORT_DETECTION), config
+        assert (kw["clean_fraction"], kw["seed"], kw["sets"][0]) == (0.05, 0, fmnist[0]), kw
+        return detection
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audit_run, "detect_artefact", same_run)
+        return audit_model(backdoored, FAST, sets=fmnist, progress=False, model_ref="runs/bd")
 
 
 @pytest.fixture(scope="module")

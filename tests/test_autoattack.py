@@ -21,7 +21,7 @@ from mendnet.threats.adversarial import (
     make_attack,
     robust_accuracy,
 )
-from mendnet.threats.adversarial.autoattack import summary_lines
+from mendnet.threats.adversarial.autoattack import package_run, summary_lines
 from tests.test_adversarial import toy_data, trained_mlp
 
 K = 10
@@ -66,6 +66,7 @@ def points(mlp) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _package_run(model, x, y, eps, norm="Linf", seed=0, attacks=None, batch_size=250):
+    """The reference: the authors' package called here directly, not through mendnet."""
     aa = pyautoattack.AutoAttack(model, eps=eps, norm=norm, version="standard", seed=seed, device="cpu")
     if attacks is not None:  # the package's own way to run a subset (run_standard_evaluation_individual)
         aa.attacks_to_run = attacks
@@ -76,12 +77,20 @@ def _package_run(model, x, y, eps, norm="Linf", seed=0, attacks=None, batch_size
 # ---- equal to the package called directly ------------------------------------------------------------
 
 
-def test_linf_standard_equals_the_package_called_directly(mlp, points):
+def test_linf_standard_equals_the_package_called_directly(mlp, points, monkeypatch):
     x, y = points
     eps = 0.15  # most points fall to APGD-CE, some to APGD-T, a few are left to FAB-T and Square
+    runs = []  # the run robust_accuracy makes, kept to compare its points (a second run costs seconds)
+    original = AutoAttack.run
+
+    def recorded(self, *args, **kwargs):
+        runs.append(original(self, *args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(AutoAttack, "run", recorded)
     attack = AutoAttack(eps=eps, seed=0)
     result = robust_accuracy(mlp, x, y, attacks={"aa": attack}, batch_size=250, progress=False)
-    run = attack.run(mlp, x, y)
+    (run,) = runs
     assert all(p.grad is None for p in mlp.parameters())  # FAB's backward did not reach the weights
     assert all(p.requires_grad for p in mlp.parameters()) and not mlp.training
     direct_adv, direct_acc = _package_run(mlp, x, y, eps)
@@ -108,6 +117,8 @@ def test_l2_components_equal_the_package_and_stay_in_the_ball(mlp, points):
     run = AutoAttackL2(eps=eps, seed=1, aa_attacks=",".join(comps)).run(mlp, x, y, batch_size=16)
     direct_adv, direct_acc = _package_run(mlp, x, y, eps, "L2", seed=1, attacks=comps, batch_size=16)
     mlp.zero_grad(set_to_none=True)
+    wrapped = package_run(mlp, x, y, eps=eps, norm="l2", seed=1, attacks=comps, batch_size=16)
+    assert torch.equal(wrapped.x_adv, direct_adv) and wrapped.accuracy == pytest.approx(direct_acc)
     assert run.robust.float().mean().item() == direct_acc and 0 < direct_acc < 1
     assert torch.equal(run.x_adv, direct_adv)
     assert (run.x_adv - x).flatten(1).norm(dim=1).max() <= eps + 1e-5

@@ -206,20 +206,7 @@ def test_repair_reverses_and_leaves_an_unflagged_model_unchanged():
 
 
 # ---- real behaviour on the backdoored Fashion-MNIST model ------------------------------------------------
-# Shortened reverse engineering (the default is 20 epochs of 31 batches of 32): 10 epochs of 10 batches of
-# 12 images, 100 Adam steps, ~1,200 images per label, about 20 s on one core. It is still the real method
-# on the real defender data: every mask must shrink under the L1 term while keeping the attack at 99%, and
-# only the backdoor's target can do that with a corner-sized mask (measured: label 0 flagged with anomaly
-# index 3.7 and 3.8 on seeds 0 and 1; 60 steps of 16 images were too few and flagged nothing, so these
-# assertions do fail when the optimisation falls short).
-SHORT = {"epochs": 10, "batches_per_epoch": 10, "batch_size": 12}
-
-
-@pytest.fixture(scope="module")
-def detection(backdoored, fmnist):
-    from mendnet.jobs.detect import detect_artefact
-
-    return detect_artefact(backdoored, Config(**SHORT), clean_fraction=0.05, sets=fmnist, progress=False)
+# `detection`: the session's shortened reversal (tests/conftest.py), shared with the audit's tests.
 
 
 def test_neural_cleanse_flags_the_true_target(detection):
