@@ -262,20 +262,28 @@ def test_fineprune_removes_backdoor_and_keeps_accuracy(backdoored, fp_outcome):
     assert torch.count_nonzero(pruned) == 0 and torch.count_nonzero(kept) > 0
 
 
-# MCR: the w₂ fine-tuning runs 2 epochs instead of 10 and the bend 6 epochs at lr 0.1 instead of 100 at lr
-# 0.01, so that in a tenth of the steps the bend moves about as far from the straight line as in the full run
-# (an earlier measurement on this fixture: test-set ASR 8–15% at t = 0.5–0.8 here, 12–14% at t = 0.6–0.8 with
-# the full defaults), while t is still chosen by the default rule (the qualifying t nearest the middle, after
-# the accuracy filter, which can push it towards the ends).
+# MCR: the endpoint w₂ is the session's `finetuned` model, which is the one MCR's default would train (FT's
+# 10 epochs on the same defender data and seed); the bend runs 6 epochs at lr 0.1 instead of 100 at lr 0.01,
+# so that in a tenth of the steps it moves about as far from the straight line as in the full run (an
+# earlier measurement on this fixture: test-set ASR 8–15% at t = 0.5–0.8 here, 12–14% at t = 0.6–0.8 with
+# the full defaults), while t is still chosen by the default rule (the qualifying t nearest the middle,
+# after the accuracy filter, which can push it towards the ends).
 
 
 @pytest.fixture(scope="module")
-def mcr_outcome(backdoored, fmnist):
+def mcr_outcome(backdoored, finetuned, fmnist):
     from mendnet.jobs.repair import repair_model
 
-    cfg = mcr.Config(epochs=6, lr=0.1, finetune_epochs=2)
+    cfg = mcr.Config(epochs=6, lr=0.1)
     return repair_model(
-        backdoored, "mcr", cfg, clean_fraction=0.05, sets=fmnist, progress=False, before=backdoored.metrics
+        backdoored,
+        "mcr",
+        cfg,
+        clean_fraction=0.05,
+        sets=fmnist,
+        progress=False,
+        before=backdoored.metrics,
+        teacher=finetuned.model,
     )
 
 
@@ -283,7 +291,7 @@ def test_mcr_keeps_accuracy_along_the_curve_and_follows_its_rule(backdoored, mcr
     before, after = backdoored.metrics, mcr_outcome.metrics
     assert after["acc"] >= before["acc"] - 0.05, (before, after)
     info = mcr_outcome.meta["repair"]["info"]
-    assert info["endpoint"] == "finetune"
+    assert info["endpoint"] == "given"
     best = max(info["val_acc_endpoints"])
     val_acc = {float(t): acc for t, acc in info["val_acc"].items()}
     assert len(val_acc) == 9 and min(val_acc.values()) >= best - 0.05, info  # a low-loss path
@@ -294,13 +302,10 @@ def test_mcr_keeps_accuracy_along_the_curve_and_follows_its_rule(backdoored, mcr
         assert not within
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MCR with t chosen on defender data alone does not remove this BadNets backdoor: the default rule "
-    "(the qualifying t nearest the middle) measured ASR 99.6% on this fixture, and 80% on the full demo "
-    "setting (docs/benchmarks.md, defense_table_3epochs_gpu); the rule "
-    '"smallest" picked t = 0.1, ASR 100%, here with the full defaults',
-)
+# With the default endpoint (FT's 10 epochs: 81.1% ACC, 19.6% ASR here) the default rule picked t = 0.6 and
+# measured 84.8% ACC, 10.0% ASR on the 5,000 test images (before: 85.9 / 100). With a 2-epoch endpoint it
+# had measured 99.6% ASR (then a strict xfail), and on the full demo setting MCR kept 80% ASR
+# (docs/benchmarks.md, defense_table_3epochs_gpu): what removes the backdoor is mostly the endpoint.
 def test_mcr_removes_backdoor(backdoored, mcr_outcome):
     before, after = backdoored.metrics, mcr_outcome.metrics
     assert after["asr"] < 0.5 * before["asr"], (before, after)
