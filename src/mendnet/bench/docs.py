@@ -1,6 +1,7 @@
 """Named sections of a Markdown file (between `<!-- begin NAME -->` and `<!-- end NAME -->`): how
-`mendnet bench --doc` and the scripts in benchmarks/ keep docs/benchmarks.md current; and the provenance
-line of a section written by `mendnet bench` (recipe file, command, commit, date)."""
+`mendnet bench --doc` and the scripts in benchmarks/ keep docs/benchmarks.md current, the SUMMARY section
+(`mendnet bench --summary`) before all the others, the link target of a section's heading; and the
+provenance line of a section written by `mendnet bench` (recipe file, command, commit, date)."""
 
 from __future__ import annotations
 
@@ -19,17 +20,36 @@ HEADER = (
 )
 
 
+SUMMARY = "summary"
+"""The section of `mendnet bench --summary`: a new one goes before the first section, after the opening
+paragraphs."""
+BEGIN = re.compile(r"^<!-- begin ", re.M)
+
+
+def _add_section(text: str, name: str, block: str) -> str:
+    """`text` with the new section `block`: SUMMARY before the first section (appended when there is
+    none), any other appended."""
+    first = BEGIN.search(text)
+    if name == SUMMARY and first is not None:
+        return text[: first.start()] + block + "\n\n" + text[first.start() :]
+    return text.rstrip() + "\n\n" + block + "\n"
+
+
 def write_section(name: str, body: str, doc: Path) -> None:
-    """Put `body` between `<!-- begin NAME -->` and `<!-- end NAME -->`, appending the section if new
-    (a new file starts with HEADER)."""
+    """Put `body` between `<!-- begin NAME -->` and `<!-- end NAME -->` where the section is, or add it
+    (`_add_section`; a new file starts with HEADER)."""
     text = doc.read_text() if doc.exists() else HEADER
     block = f"<!-- begin {name} -->\n{body.rstrip()}\n<!-- end {name} -->"
     pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->", re.S)
-    text = (
-        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    )
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else _add_section(text, name, block)
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def anchor(heading: str) -> str:
+    """The link target GitHub gives a Markdown heading's text: lower case, every character but letters,
+    digits, `_`, `-` and spaces dropped, each space a hyphen (a repeated heading's "-1" is not added)."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
 @dataclass(frozen=True)

@@ -153,14 +153,15 @@ def section_text(
 def write_results(
     recipe: Recipe, root: Path, records: list[dict], total: int, code: dict[str, str], stale: list[str]
 ) -> None:
-    """results.json (every finished record, the current code identity, the stale record ids),
-    results.csv (tidy) and tables.md in `root`."""
+    """results.json (the grid's seeds, every finished record, the current code identity, the stale record
+    ids), results.csv (tidy) and tables.md in `root`."""
     atomic_write_json(
         root / "results.json",
         {
             "recipe": recipe.name,
             "title": recipe.title,
             "smoke": recipe.smoke,
+            "seeds": list(recipe.grid.seeds),
             "cells": total,
             "finished": len(records),
             "code": code,

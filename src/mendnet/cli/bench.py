@@ -1,16 +1,19 @@
-"""`mendnet bench RECIPE`: a benchmark grid from a TOML recipe (`mendnet.bench`), locally or on Ray."""
+"""`mendnet bench RECIPE`: a benchmark grid from a TOML recipe (`mendnet.bench`), locally or on Ray; `mendnet
+bench --summary RESULTS_DIR ...`: the one-screen summary of results folders (`mendnet.bench.summary`)."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import time
 from pathlib import Path
 
 from mendnet.artefact import check_writable
 from mendnet.bench import load_recipe, run_bench, write_doc_section
 from mendnet.bench.code import PACKAGE, code_identity
-from mendnet.bench.docs import provenance
+from mendnet.bench.docs import SUMMARY, commit_text, git_state, provenance, write_section
 from mendnet.bench.smoke import SMOKE_FOLDER, smoke_recipe
+from mendnet.bench.summary import provenance_line, read_results, summary_command, summary_text
 from mendnet.errors import MendnetError
 
 
@@ -24,9 +27,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "skipped when the run is repeated with the same settings and the same code (package version and "
         "source hash); a cell computed by other code is recomputed, or kept and marked stale (†) with "
         "--keep-stale. results.csv, results.json and tables.md (mean ± std over seeds) cover every "
-        "finished cell.",
+        "finished cell. With --summary instead of a recipe: the one-screen summary of results folders (per "
+        "backdoored row the best repair, per robustness method its AutoAttack accuracy).",
     )
-    p.add_argument("recipe", type=Path, help="recipe TOML file")
+    p.add_argument("recipe", type=Path, nargs="?", default=None, help="recipe TOML file")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/bench-NAME)")
     p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (extra: mendnet[ray])")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
@@ -52,6 +56,29 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--section", default=None, help="section name in --doc (default: the recipe's name)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--summary",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="RESULTS_DIR",
+        help="instead of running a recipe, summarise these results folders: print the Markdown, or with "
+        f"--doc write it as section {SUMMARY!r} at the top of that file (takes no other option)",
+    )
+
+
+SUMMARY_REFUSES = {
+    "RECIPE": "recipe",
+    "--out": "out",
+    "--ray": "ray",
+    "--ray-address": "ray_address",
+    "--max-cells": "max_cells",
+    "--keep-stale": "keep_stale",
+    "--smoke": "smoke",
+    "--section": "section",
+    "--quiet": "quiet",
+}
+"""The arguments --summary does not take → their attributes (None or False when not given)."""
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -70,7 +97,34 @@ def command_line(args: argparse.Namespace) -> str:
     return shlex.join(argv)
 
 
+def cmd_summary(args: argparse.Namespace) -> None:
+    """`mendnet bench --summary DIR ... [--doc FILE]`: the summary printed, or written as FILE's SUMMARY
+    section."""
+    values = {flag: getattr(args, attr) for flag, attr in SUMMARY_REFUSES.items()}
+    given = [flag for flag, value in values.items() if value is not None and value is not False]
+    if given:
+        raise MendnetError(f"--summary takes no {', '.join(given)} (only results folders and --doc)")
+    folders = [read_results(path) for path in args.summary]
+    if args.doc:
+        check_writable(args.doc, is_file=True)
+    commit = commit_text(git_state([PACKAGE]), code_identity())
+    command = summary_command(args.summary, args.doc)
+    text = summary_text(folders, provenance_line(folders, command, commit, time.strftime("%Y-%m-%d")))
+    if args.doc is None:
+        print(text)
+        return
+    write_section(SUMMARY, text, args.doc)
+    print(f"summary of {len(folders)} results folder(s) → {args.doc}, section {SUMMARY}")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
+    if args.summary is not None:
+        cmd_summary(args)
+        return
+    if args.recipe is None:
+        raise MendnetError("give a recipe file, e.g. recipes/smoke.toml, or --summary RESULTS_DIR")
+    if args.section == SUMMARY:
+        raise MendnetError(f"section {SUMMARY!r} is the one --summary writes; name the recipe's another")
     if args.recipe.is_dir():
         raise MendnetError(f"recipe {args.recipe} is a folder; give a recipe file, e.g. recipes/smoke.toml")
     if args.smoke and args.doc:
