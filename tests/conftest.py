@@ -133,6 +133,16 @@ def clean_small_cnn(fmnist):
     return Artefact(out.model, out.meta, out.metrics, None)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny models (`pytestmark = pytest.mark.usefixtures("one_thread")`):
+    they gain nothing from intra-op threads and lose much when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # Fixtures that load or train on Fashion-MNIST (cli_run and local_runs train small models through the CLI
 # and the bench engine; bench_data loads it for the smoke runs of the shipped recipes).
 REAL_DATA_FIXTURES = {

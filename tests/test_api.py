@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,8 @@ from mendnet.models import build_classifier
 from mendnet.repair import fineprune, finetune, nad
 from mendnet.threats.adversarial import FGSM, PGDLinf
 from mendnet.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 16
 CLASSES = 3
@@ -73,15 +74,6 @@ def stamp(x: np.ndarray) -> np.ndarray:
     out = x.copy()
     out[:, -PATCH:, -PATCH:] = 1.0
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and lose much when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

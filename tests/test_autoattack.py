@@ -24,16 +24,9 @@ from mendnet.threats.adversarial import (
 from mendnet.threats.adversarial.autoattack import package_run, summary_lines
 from tests.test_adversarial import toy_data, trained_mlp
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 K = 10
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other work for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

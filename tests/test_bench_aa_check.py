@@ -27,6 +27,8 @@ from mendnet.robust import evaluation
 from mendnet.threats.adversarial import AutoAttack
 from mendnet.threats.adversarial.autoattack import PackageRun, package_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 K = 10
 CLASSES = tuple("abcdefghij")
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -42,15 +44,6 @@ eval_eps = 0.1
 aa_images = 8
 aa_check = true
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other work for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

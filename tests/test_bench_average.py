@@ -9,6 +9,7 @@ from mendnet.bench import parse_recipe
 from mendnet.bench.markdown import STALE
 from mendnet.bench.recipe import tomllib
 from mendnet.bench.results import acc_drops, attack_averages, metric_tables
+from tests.test_bench_summary import record
 
 GRID = """
 [grid]
@@ -38,17 +39,7 @@ def recipe(attacks=("badnets", "blend", "none"), repairs=("finetune",)):
 def records(skip=()):
     """The records of METRICS, leaving out the (attack, method, seed) in `skip`."""
     return [
-        {
-            "id": f"{attack}--{method}--s{seed}",
-            "kind": "base" if method == "none" else "repair",
-            "data": "fashion-mnist",
-            "model": "small-cnn",
-            "attack": attack,
-            "method": method,
-            "seed": seed,
-            "metrics": metrics,
-            "info": {},
-        }
+        record(attack, method, seed, "base" if method == "none" else "repair", **metrics)
         for (attack, method), per_seed in METRICS.items()
         for seed, metrics in enumerate(per_seed)
         if (attack, method, seed) not in skip
