@@ -215,6 +215,17 @@ def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("mendnet: error: recipe")
 
 
+def test_device_option_overrides_the_recipes_and_is_quoted(local_runs, tmp_path, capsys):
+    _, out, _, _, _ = local_runs
+    recipe_file = tmp_path / "tiny.toml"
+    recipe_file.write_text(RECIPE)  # run.device is the default "cpu": the same cells
+    doc = tmp_path / "benchmarks.md"
+    argv = ["bench", str(recipe_file), "--out", str(out), "--device", "cpu", "--doc", str(doc), "--quiet"]
+    assert main(argv) == 0
+    assert "0 cells computed, 12 already finished" in capsys.readouterr().out
+    assert f"--device cpu --doc {doc}`" in doc.read_text()
+
+
 def test_source_hash_follows_python_files_only(tmp_path):
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "a.py").write_text("x = 1\n")

@@ -129,6 +129,14 @@ def test_output_under_a_file_is_refused(art, tmp_path, capsys):
     assert blocker.read_text() == "x"
 
 
+def test_bench_on_a_missing_device_is_refused_before_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "bench"
+    code, _, err = run_cli(capsys, "bench", SMOKE_RECIPE, "--device", "cuda", "--out", out)
+    assert_one_line_error(code, err, "cuda", "no CUDA GPU")
+    assert not out.exists()
+
+
 # 3. bench given a folder
 
 

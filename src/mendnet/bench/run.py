@@ -23,6 +23,7 @@ from mendnet.bench.results import markdown_tables, tidy_csv
 from mendnet.bench.run_settings import VALIDATION, RunSettings
 from mendnet.bench.store import BenchStore
 from mendnet.data.tuning import TUNING_SEED, VALIDATION_IMAGES
+from mendnet.device import resolve_device
 from mendnet.errors import MendnetError
 from mendnet.progress import console
 
@@ -81,6 +82,7 @@ def run_bench(
 
     keep = {taken for c in cells for taken in c.takes}  # models and triggers other cells take
     if todo:
+        resolve_device(recipe.run.device)  # an unknown or absent device is refused before any cell
         if engine == "ray":
             run_ray(recipe, store, todo, keep, report, ray_address)
         else:

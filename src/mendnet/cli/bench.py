@@ -4,6 +4,7 @@ bench --summary RESULTS_DIR ...`: the one-screen summary of results folders (`me
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import time
 from pathlib import Path
@@ -35,6 +36,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", action="store_true", help="run the cells as Ray tasks (extra: mendnet[ray])")
     p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local one)")
     p.add_argument("--max-cells", type=int, default=None, help="stop after computing N cells")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="run every cell on this device (cpu, cuda, cuda:N, mps) instead of the recipe's run.device; "
+        "the device is part of each cell's identity, so results on another device are cells of their own; "
+        "checked before the first cell is computed, so a finished run's tables need no such device",
+    )
     p.add_argument(
         "--keep-stale",
         action="store_true",
@@ -73,6 +81,7 @@ SUMMARY_REFUSES = {
     "--ray": "ray",
     "--ray-address": "ray_address",
     "--max-cells": "max_cells",
+    "--device": "device",
     "--keep-stale": "keep_stale",
     "--smoke": "smoke",
     "--section": "section",
@@ -88,6 +97,7 @@ def command_line(args: argparse.Namespace) -> str:
         ("--out", args.out),
         ("--ray-address", args.ray_address),
         ("--max-cells", args.max_cells),
+        ("--device", args.device),
         ("--doc", args.doc),
         ("--section", args.section),
     ):
@@ -130,6 +140,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.smoke and args.doc:
         raise MendnetError("--doc does not take a --smoke run: its numbers are not results")
     recipe = load_recipe(args.recipe)
+    if args.device is not None:
+        recipe = dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, device=args.device))
     out = args.out or Path("runs") / f"bench-{recipe.name}"
     if args.smoke:
         recipe, out = smoke_recipe(recipe), out / SMOKE_FOLDER
