@@ -162,6 +162,14 @@ def test_a_gradient_masked_model_fools_pgd_not_autoattack(mlp, points, capsys):
     assert "zero cross-entropy gradient" in masking[0] and "survived APGD-CE" in masking[1]
 
 
+def test_a_gap_of_exactly_two_points_is_not_flagged():
+    from mendnet.threats.adversarial.autoattack import gap_flagged
+
+    assert 0.77 - 0.75 > 0.02  # float noise: 4 of 200 images, computed as a difference of two means
+    assert not gap_flagged(0.77 - 0.75) and not gap_flagged(154 / 200 - 150 / 200)
+    assert gap_flagged(155 / 200 - 150 / 200) and gap_flagged(0.0201)
+
+
 def test_report_metrics_flag_the_pgd_autoattack_gap(mlp):
     from mendnet.robust.evaluation import report_rows, robust_metrics
 

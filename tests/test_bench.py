@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from mendnet.bench import code, load_recipe, parse_recipe, run_bench
 from mendnet.bench.cells import enumerate_cells
@@ -210,7 +211,8 @@ def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
     assert f"Recipe `{recipe_file}`, command `{command}`, " in section
     commit = r"(commit `[0-9a-f]+`|uncommitted changes on commit `[0-9a-f]+`, code `[0-9a-f]{12}`)"
     assert re.search(commit, section)
-    assert f", {time.strftime('%Y-%m-%d')}, device cpu, 1 thread(s) per cell" in section
+    day = time.strftime("%Y-%m-%d")
+    assert f", {day}, device cpu, 1 thread(s) per cell, torch {torch.__version__};" in section
     assert main(["bench", str(tmp_path / "missing.toml"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("mendnet: error: recipe")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from mendnet.detect.neural_cleanse import Config as NCConfig
 from mendnet.registry import ROBUSTIFIERS
-from mendnet.threats.adversarial.autoattack import PGD_GAP_FLAG
+from mendnet.threats.adversarial.autoattack import gap_flagged
 
 
 def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str]:
@@ -55,9 +55,9 @@ def advice(report: dict[str, Any], model_ref: str, trigger_ref: str) -> list[str
             f"({100 * worst:.1f}%) by more than 10 points: suspected gradient masking; trust the worst case."
         )
     aa = robust.get("autoattack")
-    if aa and (aa["warnings"] or aa["pgd_gap"] > PGD_GAP_FLAG):
+    if aa and (aa["warnings"] or gap_flagged(aa["pgd_gap"])):
         found = []
-        if aa["pgd_gap"] > PGD_GAP_FLAG:
+        if gap_flagged(aa["pgd_gap"]):
             found.append(
                 f"{aa['pgd']} accuracy is {100 * aa['pgd_gap']:.1f} points above the budgeted AutoAttack's "
                 f"({100 * aa['robust_acc']:.1f}%) on the same {aa['images']} images"

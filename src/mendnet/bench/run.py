@@ -111,16 +111,18 @@ def settings_line(
     recipe: Recipe, records: list[dict], total: int, code: dict[str, str], provenance: Provenance | None
 ) -> str:
     """Where the numbers come from (the provenance, or the recipe's name, the code and today's date), the
-    devices the cells ran on, threads, torch, how many cells are finished and the run's sizes."""
+    devices the cells ran on, threads, the torch versions they ran (as their records name them), how many
+    cells are finished and the run's sizes."""
     run = recipe.run
     if provenance is not None:
         origin = provenance.line()
     else:
         origin = f"`mendnet bench`, recipe `{recipe.name}`, {short_code(code)}, {time.strftime('%Y-%m-%d')}"
     devices = sorted({r.get("device", run.device) for r in records}) or [run.device]
+    torches = sorted({r.get("torch", "not recorded") for r in records}) or [torch.__version__]
     return (
         f"{origin}, device {', '.join(devices)}, {run.threads} thread(s) per cell, "
-        f"torch {torch.__version__}; {len(records)} of {total} cells; training subset "
+        f"torch {', '.join(torches)}; {len(records)} of {total} cells; training subset "
         f"{run.train_subset or 'all'}, {evaluated_on(run)}, defender data "
         f"{100 * run.clean_fraction:g}%. Percent."
     )

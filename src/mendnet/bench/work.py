@@ -303,6 +303,7 @@ def run_cell(
         "spec": spec,
         "code": code_identity(),
         "device": device_label(device),
+        "torch": torch.__version__,
         "cell_seconds": time.perf_counter() - start,
     }
     return record, output

@@ -17,7 +17,7 @@ from mendnet.data.imageset import ImageSet
 from mendnet.errors import MendnetError
 from mendnet.robust.context import linf_budget
 from mendnet.threats.adversarial import FGSM, PGDL2, Attack, AutoAttack, CWLinf, PGDLinf, robust_accuracy
-from mendnet.threats.adversarial.autoattack import PACKAGE_DIFF_FLAG, PGD_GAP_FLAG, package_run
+from mendnet.threats.adversarial.autoattack import PACKAGE_DIFF_FLAG, PGD_GAP_FLAG, gap_flagged, package_run
 
 AA_IMAGES = 200
 """(ours) AutoAttack's images in the report: the full standard version costs about 4 s an image of a robust
@@ -106,7 +106,7 @@ def robust_metrics(
             "warnings": detail["warnings"],
             "pgd_gap": gap,
         }
-        metrics["aa_gap_flag"] = gap > PGD_GAP_FLAG
+        metrics["aa_gap_flag"] = gap_flagged(gap)
         if aa_check:
             check = package_check(model, head, attack, metrics["autoattack"], batch_size, device)
             metrics["aa"]["package"] = check

@@ -51,6 +51,15 @@ MASKING_MIN_IMAGES = 5
 `MASKING_GAP` of the attacked images, and at least `MASKING_MIN_IMAGES` of them."""
 PGD_GAP_FLAG = 0.02
 """(issue 27) PGD's robust accuracy more than this above AutoAttack's on the same images is flagged."""
+
+
+def gap_flagged(gap: float) -> bool:
+    """Whether PGD's robust accuracy minus AutoAttack's (`gap`, a fraction) exceeds `PGD_GAP_FLAG`,
+    rounded to 12 decimals first: the difference of two means carries float noise (0.77 − 0.75 is
+    0.020000000000000018), and 4 of 200 images is exactly 2 points, not more."""
+    return round(gap, 12) > PGD_GAP_FLAG
+
+
 PACKAGE_DIFF_FLAG = 0.005
 """(issue 27) mendnet's AutoAttack robust accuracy and the package's called directly (`package_run`) on the
 same images and settings differing by more than this (a fraction: 0.5 points) is flagged."""
@@ -516,7 +525,7 @@ def pgd_autoattack_gaps(attacks: dict[str, Attack], per_attack: dict[str, float]
             pgd = attack.slug in ("pgd-linf", "pgd-l2")
             if pgd and attack.norm == aa.norm and attack.eps == aa.eps:
                 gap = per_attack[name] - per_attack[aa_name]
-                out.append({"pgd": name, "autoattack": aa_name, "gap": gap, "flag": gap > PGD_GAP_FLAG})
+                out.append({"pgd": name, "autoattack": aa_name, "gap": gap, "flag": gap_flagged(gap)})
     return out
 
 
