@@ -119,7 +119,7 @@ def _mend(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
     )
     metrics = {k: v for k, v in outcome.metrics.items() if k not in ("before", "chosen")}
     record = outcome.meta["mend"]
-    info = {k: record[k] for k in ("chosen", "reason", "flagged", "suspects", "seconds", "parts")}
+    info = {k: record[k] for k in ("chosen", "reason", "flagged", "suspects", "seconds", "parts", "scan")}
     return Done(metrics, info, outcome)
 
 

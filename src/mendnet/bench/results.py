@@ -4,14 +4,14 @@ repaired column the retuning attack's metrics), where STALE marks a table cell t
 record (one computed by other code, kept with `--keep-stale`); in a repair grid with several backdoor
 attacks, the ACC, ASR, RA, DER and retuning tables end each (data, model) with an average row over the
 attacks, and the ACC table is followed by each repair column's average ACC drop from no repair (as
-benchmarks/defense_table.py's table); in a robust grid with the PGD-AT column, the training-seconds table is
-followed by each robustifier's training time relative to PGD-AT's (as benchmarks/robust_table.py's
-"× PGD-AT time"); then mend's choices, Neural Cleanse's
-detection, AI-Lancet's general defects (mendnet.bench.defect_tables), the reversed triggers taken from
-detect cells, the weights a repair changed, the robust rows' gradient-masking flags, their AutoAttack
-against the authors' package (run.aa_check) and the repairs that refused to run, each a table of its
-own. A recipe's selection rules' tables (every candidate's validation figures and the rule's choice,
-mendnet.bench.selection_table) come first."""
+benchmarks/defense_table.py's table); in a robust grid with the PGD-AT column, the training-seconds table
+is followed by each robustifier's training time relative to PGD-AT's (as benchmarks/robust_table.py's "×
+PGD-AT time"); then mend's choices, Neural Cleanse's detection, mend's scan against the full reversal
+(mendnet.bench.scan_table), AI-Lancet's general defects (mendnet.bench.defect_tables), the reversed
+triggers taken from detect cells, the weights a repair changed, the robust rows' gradient-masking flags,
+their AutoAttack against the authors' package (run.aa_check) and the repairs that refused to run, each a
+table of its own. A recipe's selection rules' tables (every candidate's validation figures and the rule's
+choice, mendnet.bench.selection_table) come first."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from mendnet.bench.inputs import REFUSED
 from mendnet.bench.markdown import Row, head, lead, mark, rows_of, seed_table, summarise, table
 from mendnet.bench.masking import FLAG, PACKAGE_METRICS, masking_table, package_table
 from mendnet.bench.recipe import Recipe
+from mendnet.bench.scan_table import scan_table
 from mendnet.bench.selection_table import selection_tables
 from mendnet.registry import ROBUSTIFIERS
 
@@ -396,11 +397,11 @@ def _changes_note(record: dict) -> str:
 
 
 def markdown_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str:
-    """The Markdown of `records`: the metric tables, then (when the grid has such cells) mend's choices,
-    the detection table, the general-defect tables, the reversed trigger each taker took from its detect
-    cell, the weights changed in the chosen layer, the gradient-masking flags, the check of AutoAttack
-    against the authors' package and the refused repairs; before all of them, the selection rules'
-    tables."""
+    """The Markdown of `records`: the metric tables, then (when the grid has such cells) mend's choices, the
+    detection table, mend's scan against the detect cells' full reversal, the general-defect tables, the
+    reversed trigger each taker took from its detect cell, the weights changed in the chosen layer, the
+    gradient-masking flags, the check of AutoAttack against the authors' package and the refused
+    repairs; before all of them, the selection rules' tables."""
     tables = [*selection_tables(recipe, records, stale), *metric_tables(recipe, records, stale)]
     takers = [r for r in records if r.get("trigger")]
     changers = [r for r in records if "weights_changed" in r["metrics"] and "layer" in r["info"]]
@@ -408,6 +409,7 @@ def markdown_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[s
     more = (
         mend_table(recipe, records, stale),
         detect_table(recipe, records, stale),
+        scan_table(recipe, records, stale),
         *defect_tables(recipe, records, stale),
         seed_table(recipe, takers, "**Reversed trigger taken from the detect cell**", _trigger_note, stale),
         seed_table(recipe, changers, "**Weights changed** (in the chosen layer)", _changes_note, stale),

@@ -1,0 +1,79 @@
+"""mend's scan against Neural Cleanse's full reversal on the same model (issue 29): on each base that has
+both a detect cell and a mend cell, per seed, the labels each flags, the true target's anomaly index in
+each (when the base records a backdoor), the smallest-norm label of each and the seconds of each.
+
+The scan reverses on mend's repair part (its validation part held out: `mend.run.split_parts`), the detect
+cell on all the defender data, and after `focus_after` epochs the scan optimises only the `focus`
+smallest-norm labels (docs/methods.md §10), so its norms may differ from the full reversal's even where
+both find the same labels."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from mendnet.bench.grid import DETECT, MEND
+from mendnet.bench.markdown import head, lead, mark, table
+from mendnet.bench.recipe import Recipe
+from mendnet.bench.taken_trigger import smallest_norm_label
+
+
+def _key(record: dict) -> tuple:
+    return record["data"], record["model"], record["attack"], record["seed"]
+
+
+def _index(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _scan_columns(full: dict, fast: dict) -> list[str]:
+    """One seed's comparison: flagged (full / scan), the same flags, the target's anomaly index (full /
+    scan), the smallest-norm label (full / scan), seconds (full / scan)."""
+    scan: dict[str, Any] = fast["info"]["scan"]
+    target = full["info"]["target"]
+    full_flags, scan_flags = sorted(full["info"]["flagged"]), sorted(fast["info"]["flagged"])
+    index = "–"
+    if target is not None:
+        full_index = full["info"]["labels"][target]["anomaly_index"]
+        index = f"{_index(full_index)} / {_index(scan['anomaly_index'][target])}"
+    norms = scan["norms"]
+    smallest = min(range(len(norms)), key=norms.__getitem__)
+    return [
+        f"{full_flags} / {scan_flags}",
+        "yes" if full_flags == scan_flags else "no",
+        index,
+        f"{smallest_norm_label(full['info']['labels'])} / {smallest}",
+        f"{full['metrics']['seconds']:.0f} / {fast['info']['seconds']['scan']:.0f}",
+    ]
+
+
+def scan_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str | None:
+    """The comparison, a line per (data, model, attack) and seed with both cells; None without such pairs
+    (or with mend records made before they kept their scan)."""
+    detected = {_key(r): r for r in records if r["kind"] == DETECT}
+    pairs = [
+        (detected[_key(r)], r)
+        for r in records
+        if r["kind"] == MEND and _key(r) in detected and "scan" in r["info"]
+    ]
+    if not pairs:
+        return None
+    lines = []
+    for full, fast in sorted(pairs, key=lambda pair: _key(pair[0])):
+        columns = _scan_columns(full, fast)
+        columns[-1] += mark([full, fast], stale)
+        row = (full["data"], full["model"], full["attack"])
+        lines.append([*head(recipe, row), str(full["seed"]), *columns])
+    heads = [
+        "seed",
+        "flagged (full / scan)",
+        "same flags",
+        "target's anomaly index (full / scan)",
+        "smallest-norm label (full / scan)",
+        "seconds (full / scan)",
+    ]
+    title = (
+        "**mend's scan against the full reversal** (Neural Cleanse's detect cell on all the defender data "
+        "/ mend's scan on its repair part, focus on the smallest norms after a few epochs)"
+    )
+    return table(title, [*lead(recipe), *heads], lines)
