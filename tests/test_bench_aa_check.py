@@ -15,11 +15,13 @@ from torch import nn
 from mendnet.artefact import Artefact
 from mendnet.bench import load_recipe, parse_recipe, smoke_recipe
 from mendnet.bench.cells import cell_spec, enumerate_cells
+from mendnet.bench.docs import Provenance
 from mendnet.bench.grid import NATURAL
 from mendnet.bench.inputs import Inputs
 from mendnet.bench.recipe import tomllib
 from mendnet.bench.results import markdown_tables
 from mendnet.bench.robust_cells import natural_report
+from mendnet.bench.run import settings_line
 from mendnet.bench.work import NOT_METRICS, flat_metrics
 from mendnet.data.imageset import ImageSet, to_uint8
 from mendnet.errors import MendnetError
@@ -105,6 +107,10 @@ def test_the_bench_report_records_the_package_beside_mendnet(net, points):
     assert "**AutoAttack against the authors' package**" in text and "aa_package" not in text
     line = next(row for row in text.splitlines() if row.startswith("| natural | natural | 0 | 8 |"))
     assert "| standard | 0.1 |" in line and "| +0.00 |" in line and line.endswith("| – |")
+    assert "**AutoAttack (standard version) %**" in text
+    assert "**PGD-20 − AutoAttack (on AutoAttack's images) %**" in text
+    line = settings_line(recipe, [record], 1, {}, Provenance("r.toml", "mendnet bench r.toml", "c", "today"))
+    assert ", test images all, AutoAttack on the first 8 of them, defender data" in line
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,8 @@ FRACTION_NAMES = {
     "target_acc": "target-class ACC",
     "worst_case": "worst-case accuracy",
     "masking_gap": "PGD-20 − worst case",
-    "aa_gap": "PGD-20 − AutoAttack",
+    "autoattack": "AutoAttack (standard version)",
+    "aa_gap": "PGD-20 − AutoAttack (on AutoAttack's images)",
     "changed_share": "weights changed (share of the chosen layer's)",
 }
 LATE = ("worst_case", "masking_gap", "aa_gap", "changed_share")

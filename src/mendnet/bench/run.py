@@ -107,6 +107,14 @@ def evaluated_on(run: RunSettings) -> str:
     )
 
 
+def autoattack_images(recipe: Recipe) -> str:
+    """The images AutoAttack runs on in a robust grid's reports (", AutoAttack on the first N of them"),
+    or nothing."""
+    if not recipe.grid.robustifiers or not recipe.run.aa_images:
+        return ""
+    return f", AutoAttack on the first {recipe.run.aa_images} of them"
+
+
 def settings_line(
     recipe: Recipe, records: list[dict], total: int, code: dict[str, str], provenance: Provenance | None
 ) -> str:
@@ -123,7 +131,7 @@ def settings_line(
     return (
         f"{origin}, device {', '.join(devices)}, {run.threads} thread(s) per cell, "
         f"torch {', '.join(torches)}; {len(records)} of {total} cells; training subset "
-        f"{run.train_subset or 'all'}, {evaluated_on(run)}, defender data "
+        f"{run.train_subset or 'all'}, {evaluated_on(run)}{autoattack_images(recipe)}, defender data "
         f"{100 * run.clean_fraction:g}%. Percent."
     )
 
