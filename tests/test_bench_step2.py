@@ -186,6 +186,19 @@ def test_a_repair_that_refuses_is_recorded_and_not_retried(tmp_path):
     assert run_bench(recipe, tmp_path, progress=False).computed == []
 
 
+def test_a_cell_whose_source_refused_is_recorded_as_refused(tmp_path):
+    text = LANCET.replace('repairs = ["lancet-flip"]', 'repairs = ["lancet-flip"]\nretune = ["lancet-flip"]')
+    recipe = smoke_recipe(recipe_from(text))
+    first = run_bench(recipe, tmp_path, progress=False)
+    flip = next(r for r in first.records if r["kind"] == "repair")
+    retune = next(r for r in first.records if r["kind"] == "retune")
+    assert flip["method"] == retune["method"] == "lancet-flip"
+    assert "no erroneous samples found" in flip["info"]["refused"]
+    assert retune["metrics"] == {} and retune["source"] is None
+    assert retune["info"]["refused"] == f"its source cell {BASE}--lancet-flip refused to run"
+    assert run_bench(recipe, tmp_path, progress=False).computed == []
+
+
 def test_trojan_is_planted_on_the_clean_rows_model(tmp_path):
     recipe = smoke_recipe(recipe_from(TROJAN))
     run_bench(recipe, tmp_path, progress=False)

@@ -21,11 +21,13 @@ from mendnet.errors import MendnetError
 Report = Callable[[Cell, dict], None]
 
 
-def stored_output(recipe: Recipe, store: BenchStore, cell: Cell) -> dict[str, bytes]:
+def stored_output(recipe: Recipe, store: BenchStore, cell: Cell) -> dict[str, bytes] | None:
     """The stored output of a finished cell that others take (`plan.plan_cells` computes any such cell
-    without one)."""
+    without one), or None when the cell refused to run (its takers are recorded as refused)."""
     files = store.cell_output_files(recipe, cell)
     if files is None:
+        if store.refused(recipe, cell):
+            return None
         raise MendnetError(f"the output of cell {cell.id} is missing from {store.root}; run the grid again")
     return files
 
@@ -75,7 +77,7 @@ def run_local(
     def taken(cell: Cell | None) -> dict[str, bytes] | None:
         if cell is None:
             return None
-        return made.get(cell) or stored_output(recipe, store, cell)
+        return made[cell] if cell in made else stored_output(recipe, store, cell)
 
     for cell in todo:
         for base in [b for b in held if b not in (cell.base, cell.teacher)]:
@@ -95,7 +97,8 @@ def run_local(
         )
         if output is not None:
             store.write_cell_output(cell, output)
-            made[cell] = output
+        if cell in keep:
+            made[cell] = output  # None: it refused
         store.write_record(cell, record)
         report(cell, record)
 

@@ -1,13 +1,14 @@
 """Which cells of a grid a run computes: those without a finished record of their settings, those
 computed by other code (unless stale cells are kept), those whose source or trigger cell is computed
 again or made another output than the one they took, and those whose output (a model, a reversed trigger)
-another cell takes but which is not stored."""
+another cell takes but which is not stored (unless they refused to run, and so made none)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from mendnet.bench.cells import Cell
+from mendnet.bench.inputs import REFUSED
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.store import BenchStore
 
@@ -47,7 +48,7 @@ def plan_cells(recipe: Recipe, store: BenchStore, cells: list[Cell], keep_stale:
         for taken in cell.takes:
             if taken in todo or taken_digest(record, cell, taken) != digests[taken]:
                 return True
-        return cell in givers and digests[cell] is None
+        return cell in givers and digests[cell] is None and REFUSED not in record["info"]
 
     changed = True
     while changed:  # a cell computed again can require its givers (kept stale) or its takers again

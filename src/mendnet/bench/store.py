@@ -18,6 +18,7 @@ from pathlib import Path
 from mendnet.artefact import atomic_output_dir, atomic_write_json, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
 from mendnet.bench.code import code_identity
+from mendnet.bench.inputs import REFUSED
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.stored import BENCH_KEY, CODE_KEY, STAMPED, output_digest, read_folder
 
@@ -50,6 +51,11 @@ class BenchStore:
         if not isinstance(record, dict) or record.get("spec") != cell_spec(recipe, cell):
             return None
         return record
+
+    def refused(self, recipe: Recipe, cell: Cell) -> bool:
+        """Whether `cell` has a finished record of a refusal (a method that refused to run: no output)."""
+        record = self.record(recipe, cell)
+        return record is not None and REFUSED in record["info"]
 
     def is_current(self, record: dict) -> bool:
         """Whether `record` was computed by the code this store is judged against."""

@@ -253,8 +253,9 @@ def run_cell(
     it, the device it ran on, under "source" the source cell's id and weights digest, and under "trigger"
     the trigger cell's id, the reversed trigger's digest, the label handed to the method and whether it
     was flagged) and, with `keep_output`, the files of what the cell made (`_output`), else None. A repair
-    whose method refuses to run (a MendnetError) is recorded with the error under info REFUSED and no
-    metrics, unless another cell takes its model (`keep_output`): then the error stops the run."""
+    whose method refuses to run (a MendnetError) is recorded with the error under info REFUSED, no metrics
+    and no output; a cell whose source cell refused (`source_files` None) is recorded as refused too,
+    without running."""
     run = recipe.run
     device = resolve_device(run.device)
     start = time.perf_counter()
@@ -274,17 +275,20 @@ def run_cell(
             device=device,
             progress=progress,
         )
-        try:
-            done = KINDS[cell.kind](recipe, cell, inputs)
-        except MendnetError as e:  # e.g. AI-Lancet: the reversed trigger sends no image to its label
-            if cell.kind != "repair" or keep_output:
-                raise
-            done = Done({}, {REFUSED: str(e)})
+        if cell.source is not None and source_files is None:
+            done = Done({}, {REFUSED: f"its source cell {cell.source.id} refused to run"})
+        else:
+            try:
+                done = KINDS[cell.kind](recipe, cell, inputs)
+            except MendnetError as e:  # e.g. AI-Lancet: the reversed trigger sends no image to its label
+                if cell.kind != "repair":
+                    raise
+                done = Done({}, {REFUSED: str(e)})
         metrics, info = done.metrics, done.info
         for key in NOT_METRICS:
             if key in metrics:
                 info[key] = metrics.pop(key)
-        if keep_output:
+        if keep_output and REFUSED not in info:
             output = _output(done, spec, Path(tmp) / "output")
     source = trigger = None
     if cell.source is not None and source_files is not None:
