@@ -191,7 +191,13 @@ def test_every_new_kind_of_cell_has_its_metrics(feature_runs):
     assert "**mend's choice**" in tables and "**Neural Cleanse detection**" in tables
     scans = tables.split("**mend's scan against the full reversal**")[1].split("**")[0]
     assert "| badnets | 0 | [" in scans and "| none (clean model) | 0 | [" in scans
-    assert set(backdoored("mend")["info"]["scan"]) == {"norms", "anomaly_index", "epochs", "stopped_by_focus"}
+    assert set(backdoored("mend")["info"]["scan"]) == {
+        "norms",
+        "anomaly_index",
+        "epochs",
+        "stopped_by_focus",
+        "focus_norms",
+    }
     asr_table = tables.split("**ASR %**")[1].split("**")[0]
     assert "clean model" not in asr_table  # no ASR on a clean model, not a row of dashes
     csv = (out / "results.csv").read_text()

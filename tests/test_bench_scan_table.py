@@ -37,29 +37,32 @@ def detect(seed: int, flagged: list[int], norms: list[float], index: list[float 
     return out
 
 
-def mend(seed: int, flagged: list[int], norms: list[float], index: list[float | None]) -> dict:
+def mend(
+    seed: int, flagged: list[int], norms: list[float], index: list[float | None], focus: list[float] | None
+) -> dict:
     scan = {"norms": norms, "anomaly_index": index, "epochs": [60] * 3, "stopped_by_focus": []}
+    scan["focus_norms"] = focus
     return record("mend", seed, flagged=flagged, scan=scan, seconds={"scan": 150.6})
 
 
 def test_each_seed_compares_flags_target_index_smallest_label_and_seconds():
     records = [
         detect(0, [0], [1.0, 9.0, 8.0], [3.1, None, None]),
-        mend(0, [0], [1.2, 9.5, 7.0], [2.5, None, None]),
+        mend(0, [0], [1.2, 9.5, 7.0], [2.5, None, None], [2.0, 10.0, 8.0, 9.0, 11.0]),
         detect(1, [0], [1.0, 9.0, 8.0], [2.2, None, None]),
-        mend(1, [], [7.9, 9.0, 7.5], [None, None, None]),
+        mend(1, [], [7.9, 9.0, 7.5], [None, None, None], None),
     ]
     text = scan_table(RECIPE, records, stale={"mend1"})
     lines = [line for line in text.splitlines() if line.startswith("| badnets")]
     assert lines == [
-        "| badnets | 0 | [0] / [0] | yes | 3.10 / 2.50 | 0 / 0 | 420 / 151 |",
-        "| badnets | 1 | [0] / [] | no | 2.20 / – | 0 / 2 | 420 / 151 † |",
+        "| badnets | 0 | [0] / [0] | yes | 3.10 / 2.50 / 4.72 | 0 / 0 | 420 / 151 |",
+        "| badnets | 1 | [0] / [] | no | 2.20 / – / – | 0 / 2 | 420 / 151 † |",
     ]
 
 
 def test_no_table_without_pairs_or_with_mend_records_that_kept_no_scan():
     lone = detect(0, [0], [1.0, 9.0], [3.1, None])
     assert scan_table(RECIPE, [lone]) is None
-    old = mend(0, [0], [1.0, 9.0], [3.1, None])
+    old = mend(0, [0], [1.0, 9.0], [3.1, None], None)
     del old["info"]["scan"]
     assert scan_table(RECIPE, [lone, old]) is None

@@ -1,6 +1,8 @@
 """mend's scan against Neural Cleanse's full reversal on the same model (issue 29): on each base that has
 both a detect cell and a mend cell, per seed, the labels each flags, the true target's anomaly index in
-each (when the base records a backdoor), the smallest-norm label of each and the seconds of each.
+each (when the base records a backdoor) and in the scan's norms at its focus point (where every label had
+run the same epochs; records made before the scan kept them show "–"), the smallest-norm label of each
+and the seconds of each.
 
 The scan reverses on mend's repair part (its validation part held out: `mend.run.split_parts`), the detect
 cell on all the defender data, and after `focus_after` epochs the scan optimises only the `focus`
@@ -9,13 +11,17 @@ both find the same labels."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from typing import Any
+
+import torch
 
 from mendnet.bench.grid import DETECT, MEND
 from mendnet.bench.markdown import head, lead, mark, table
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.taken_trigger import smallest_norm_label
+from mendnet.detect.outliers import anomaly_index
 
 
 def _key(record: dict) -> tuple:
@@ -28,14 +34,18 @@ def _index(value: float | None) -> str:
 
 def _scan_columns(full: dict, fast: dict) -> list[str]:
     """One seed's comparison: flagged (full / scan), the same flags, the target's anomaly index (full /
-    scan), the smallest-norm label (full / scan), seconds (full / scan)."""
+    scan / the scan's at its focus point), the smallest-norm label (full / scan), seconds (full / scan)."""
     scan: dict[str, Any] = fast["info"]["scan"]
     target = full["info"]["target"]
     full_flags, scan_flags = sorted(full["info"]["flagged"]), sorted(fast["info"]["flagged"])
     index = "–"
     if target is not None:
         full_index = full["info"]["labels"][target]["anomaly_index"]
-        index = f"{_index(full_index)} / {_index(scan['anomaly_index'][target])}"
+        at_focus = None
+        if scan.get("focus_norms") is not None:
+            value = float(anomaly_index(torch.tensor(scan["focus_norms"]))[target])
+            at_focus = value if math.isfinite(value) else None
+        index = f"{_index(full_index)} / {_index(scan['anomaly_index'][target])} / {_index(at_focus)}"
     norms = scan["norms"]
     smallest = min(range(len(norms)), key=norms.__getitem__)
     return [
@@ -68,7 +78,7 @@ def scan_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] =
         "seed",
         "flagged (full / scan)",
         "same flags",
-        "target's anomaly index (full / scan)",
+        "target's anomaly index (full / scan / scan at its focus point)",
         "smallest-norm label (full / scan)",
         "seconds (full / scan)",
     ]

@@ -157,13 +157,16 @@ class CostSchedule:
 
 @dataclass(frozen=True)
 class ReversalLog:
-    """How the reverse engineering ran: epochs per label, final λ per label, wall-clock seconds, and the
-    labels stopped by `Config.focus` (their norms are upper bounds)."""
+    """How the reverse engineering ran: epochs per label, final λ per label, wall-clock seconds, the
+    labels stopped by `Config.focus` (their norms are upper bounds) and, under focus, every label's norm
+    at the focus point (its best norm, or its current mask's where none succeeded yet; the ranking
+    `focus_stop` used), where all labels had run the same epochs; None without focus."""
 
     epochs: list[int]
     final_cost: list[float]
     seconds: float
     stopped_by_focus: list[int]
+    focus_norms: list[float] | None = None
 
 
 def focus_stop(schedule: CostSchedule, best: torch.Tensor, current: torch.Tensor, keep: int) -> list[int]:
@@ -219,12 +222,15 @@ def reverse_engineer(
     epochs_run = torch.zeros(k, dtype=torch.long)
     batches = endless_batches(data, config.batch_size, gen, device)
     stopped: list[int] = []
+    focus_norms = None
     start = time.perf_counter()
     with progress_bar(progress) as bar:
         task = bar.add_task("neural cleanse", total=config.epochs, info="")
         for epoch in range(config.epochs):
             if config.focus and epoch == config.focus_after:
-                stopped = focus_stop(schedule, best_norms, best_masks.sum((1, 2)), config.focus)
+                current = best_masks.sum((1, 2))
+                focus_norms = torch.where(torch.isfinite(best_norms), best_norms, current).tolist()
+                stopped = focus_stop(schedule, best_norms, current, config.focus)
             labels = torch.nonzero(~schedule.done).flatten()
             if len(labels) == 0:
                 break
@@ -268,5 +274,6 @@ def reverse_engineer(
     reached = torch.isfinite(best_norms)
     norms = torch.where(reached, best_norms, best_masks.sum((1, 2)))
     triggers = ReversedTriggers(best_masks, best_patterns, norms, reached)
-    log = ReversalLog(epochs_run.tolist(), schedule.cost.tolist(), time.perf_counter() - start, stopped)
+    seconds = time.perf_counter() - start
+    log = ReversalLog(epochs_run.tolist(), schedule.cost.tolist(), seconds, stopped, focus_norms)
     return triggers, log

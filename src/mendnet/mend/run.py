@@ -122,6 +122,7 @@ class MendResult:
                 ],
                 "epochs": self.scan.log.epochs,
                 "stopped_by_focus": self.scan.log.stopped_by_focus,
+                "focus_norms": self.scan.log.focus_norms,
             },
             "scores": [
                 {
