@@ -73,6 +73,8 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
     scan = record["scan"]
     flagged = set(record["flagged"])
     stopped = set(scan["stopped_by_focus"])
+    at_focus = scan.get("focus_anomaly_index")
+    flag_index = scan["anomaly_index"] if at_focus is None else at_focus
     scan_rows = [
         [
             str(k),
@@ -82,14 +84,20 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
             str(scan["epochs"][k]),
             "yes" if k in flagged else "",
         ]
-        for k, (norm, index) in enumerate(zip(scan["norms"], scan["anomaly_index"], strict=True))
+        for k, (norm, index) in enumerate(zip(scan["norms"], flag_index, strict=True))
     ]
+    index_text = (
+        "its anomaly index on the final norms"
+        if at_focus is None
+        else "its anomaly index on the norms at the focus point, where every label had run the same "
+        "epochs (flags are taken there)"
+    )
     verdict = f"Flagged: label {', '.join(map(str, sorted(flagged)))}." if flagged else "No label flagged."
     scan_section = Section(
         "Scan (Neural Cleanse with focus)",
         [
             f"{verdict} Suspects: {', '.join(map(str, suspects))}. Per label the reversed mask's ‖m‖₁ "
-            f"(pixels), its anomaly index (flagged above 2, below the median) and the epochs it ran; "
+            f"(pixels), {index_text} (flagged above 2, below the median) and the epochs it ran; "
             f"{record['seconds']['scan']:.0f} s.",
             Table(
                 ["label", "class", "‖m‖₁", "anomaly index", "epochs", "flagged"],

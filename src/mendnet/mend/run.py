@@ -24,6 +24,7 @@ import torch
 
 from mendnet.data.imageset import ImageSet
 from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.detect.outliers import anomaly_index
 from mendnet.detect.reversed_trigger import TRIGGER_FILE, ReversedTriggers
 from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy, predict
@@ -117,9 +118,10 @@ class MendResult:
             "suspects": self.scan.suspects,
             "scan": {
                 "norms": [float(n) for n in self.scan.triggers.norms],
-                "anomaly_index": [
-                    float(a) if torch.isfinite(a) else None for a in self.scan.triggers.anomaly_index()
-                ],
+                "anomaly_index": finite_or_none(self.scan.triggers.anomaly_index()),
+                "focus_anomaly_index": None
+                if self.scan.log.focus_norms is None
+                else finite_or_none(anomaly_index(torch.tensor(self.scan.log.focus_norms))),
                 "epochs": self.scan.log.epochs,
                 "stopped_by_focus": self.scan.log.stopped_by_focus,
                 "focus_norms": self.scan.log.focus_norms,
@@ -137,6 +139,11 @@ class MendResult:
             "seconds": self.seconds,
             "parts": self.parts,
         }
+
+
+def finite_or_none(values: torch.Tensor) -> list[float | None]:
+    """JSON-able floats, None for an infinite value."""
+    return [float(v) if torch.isfinite(v) else None for v in values]
 
 
 def split_parts(

@@ -1,8 +1,11 @@
 """Mend's scan: Neural Cleanse's reversal of every label with K-Arm-style focus (docs/methods.md §10).
 
 After `focus_after` epochs only the `focus` labels with the smallest norms go on optimising; the others
-keep the norms they had then (upper bounds). The suspects are the flagged labels, or, when none is
-flagged, the label with the smallest norm (so that every candidate has a proxy to be scored on).
+keep the norms they had then (upper bounds). Flags come from the norms at that focus point, where every
+label had run the same epochs (the final norms mix converged and stopped labels, whose spread hides the
+outlier); without focus, from the final norms as in the paper. The suspects are the flagged labels, or,
+when none is flagged, the label with the smallest final norm (so that every candidate has a proxy to be
+scored on).
 
 Differences from the paper and the authors' release: docs/deviations.md#mend.
 """
@@ -16,6 +19,7 @@ import torch
 from mendnet.data.imageset import ImageSet
 from mendnet.detect.neural_cleanse import Config as NCConfig
 from mendnet.detect.neural_cleanse import ReversalLog, reverse_engineer
+from mendnet.detect.outliers import flag_outliers
 from mendnet.detect.reversed_trigger import ReversedTriggers
 from mendnet.models import Classifier
 
@@ -36,6 +40,15 @@ def suspects_of(triggers: ReversedTriggers, flagged: list[int]) -> list[int]:
     return list(flagged) if flagged else [int(torch.argmin(triggers.norms))]
 
 
+def scan_flags(triggers: ReversedTriggers, log: ReversalLog, threshold: float) -> list[int]:
+    """Neural Cleanse's rule (anomaly index above `threshold`, below the median, the trigger reached
+    the success threshold) on the focus-point norms when the reversal focused, else on the final norms;
+    smallest norm first (pure)."""
+    if log.focus_norms is None:
+        return triggers.flagged(threshold)
+    return [k for k in flag_outliers(torch.tensor(log.focus_norms), threshold) if triggers.reached[k]]
+
+
 def scan(
     model: Classifier,
     data: ImageSet,
@@ -47,5 +60,5 @@ def scan(
 ) -> Scan:
     """Reverse every label's trigger on the clean `data` and name the suspects."""
     triggers, log = reverse_engineer(model, data, config, seed=seed, device=device, progress=progress)
-    flagged = triggers.flagged(config.threshold)
+    flagged = scan_flags(triggers, log, config.threshold)
     return Scan(triggers, flagged, suspects_of(triggers, flagged), log)
