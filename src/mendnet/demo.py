@@ -159,8 +159,8 @@ def report_markdown(cfg: DemoConfig, rows: dict, seconds: float) -> str:
         "backdoored model trained 10 epochs with NAD's own settings and no distillation term, as the "
         "authors' release does).\n\n"
         + markdown_table(rows)
-        + f"\n{mend_text}Total {seconds:.0f} s. ACC: clean test accuracy; ASR: triggered non-target test images sent "
-        "to the target; RA: triggered images still classified correctly; DER: defense effectiveness "
-        "rating.\n\n![attention maps](attention.png)\n\n"
+        + f"\n{mend_text}Total {seconds:.0f} s. ACC: clean test accuracy; ASR: triggered non-target test "
+        "images sent to the target; RA: triggered images still classified correctly; DER: defense "
+        "effectiveness rating.\n\n![attention maps](attention.png)\n\n"
         "Settings: " + json.dumps(asdict(cfg)) + "\n"
     )
