@@ -71,6 +71,7 @@ def test_mend_scores_track_the_backdoor(mended, backdoored, fmnist):
     focus = record["scan"]["focus_norms"]  # every label's norm after the same 3 epochs
     assert len(focus) == 10 and all(n > 0 for n in focus)
     assert len(record["scan"]["stopped_by_focus"]) == 8  # all but the 2 focused labels
+    assert not set(record["flagged"]) & set(record["scan"]["stopped_by_focus"])  # flagged ones go on
     proxy = {s["name"]: s["proxy"]["0"] for s in record["scores"]}
     assert proxy[ORIGINAL] >= 0.8 and proxy["fst"] < 0.5 * proxy[ORIGINAL], record["scores"]
     after = backdoor_metrics(mended.model, test, backdoor_test_for(threat_of(backdoored.meta), test))

@@ -7,7 +7,7 @@ import torch
 
 from mendnet.data.imageset import ImageSet
 from mendnet.detect.neural_cleanse import Config as NCConfig
-from mendnet.detect.neural_cleanse import CostSchedule, ReversalLog, focus_stop
+from mendnet.detect.neural_cleanse import CostSchedule, ReversalLog, focus_flags, focus_stop
 from mendnet.detect.reversed_trigger import ReversedTriggers
 from mendnet.errors import MendnetError
 from mendnet.mend.decide import ORIGINAL, Rule, Score, decide
@@ -73,18 +73,19 @@ def test_focus_keeps_the_smallest_norms_reached_labels_first():
 
 def test_the_scan_flags_on_the_norms_at_the_focus_point():
     """At the focus point label 0 stands out (index 5.0); afterwards the stopped labels keep unconverged
-    norms and the focused ones shrink, and on those final norms label 0's index falls to 1.0. Without
-    focus the final norms decide, as in the paper; a label whose trigger never worked is not flagged."""
+    norms and the focused ones shrink, and on those final norms label 0's index falls to 1.0. The scan
+    takes the focus point's flags; without focus the final norms decide, as in the paper. A label that
+    had not reached the success threshold by the focus point is not flagged there."""
     final = torch.tensor([10.0, 12.0, 20.0, 30.0, 60.0, 60.0, 80.0, 90.0, 95.0, 99.0])
-    at_focus = [10.0, 40.0, 42.0, 44.0, 46.0, 48.0, 50.0, 52.0, 54.0, 56.0]
+    at_focus = torch.tensor([10.0, 40.0, 42.0, 44.0, 46.0, 48.0, 50.0, 52.0, 54.0, 56.0])
     reached = torch.ones(10, dtype=torch.bool)
+    assert focus_flags(at_focus, reached, 2.0) == [0]
+    assert focus_flags(at_focus, torch.arange(10) != 0, 2.0) == []
     triggers = ReversedTriggers(torch.zeros(10, 4, 4), torch.zeros(10, 1, 4, 4), final, reached)
-    focused = ReversalLog([3] * 10, [1e-3] * 10, 1.0, list(range(3, 10)), at_focus)
     assert triggers.flagged(2.0) == []
+    focused = ReversalLog([3] * 10, [1e-3] * 10, 1.0, list(range(3, 10)), at_focus.tolist(), [0])
     assert scan_flags(triggers, focused, 2.0) == [0]
     assert scan_flags(triggers, ReversalLog([3] * 10, [1e-3] * 10, 1.0, []), 2.0) == []
-    unreached = ReversedTriggers(triggers.masks, triggers.patterns, final, torch.arange(10) != 0)
-    assert scan_flags(unreached, focused, 2.0) == []
 
 
 def test_mend_runs_end_to_end_and_records_every_step():
@@ -141,7 +142,7 @@ def test_the_scan_runs_neural_cleanse_with_the_configs_settings():
     assert (default.batches_per_epoch, default.batch_size, default.focus) == (
         nc.batches_per_epoch,
         nc.batch_size,
-        3,
+        1,
     )
     short = MendConfig(scan_epochs=5, scan_batches=4, scan_batch_size=8, focus=2, focus_after=1).scan_config()
     assert (short.epochs, short.batches_per_epoch, short.batch_size, short.focus, short.focus_after) == (

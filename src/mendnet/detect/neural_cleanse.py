@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from mendnet.data.batches import iterate_batches
 from mendnet.data.imageset import ImageSet
-from mendnet.detect.outliers import ANOMALY_THRESHOLD
+from mendnet.detect.outliers import ANOMALY_THRESHOLD, flag_outliers
 from mendnet.detect.reversed_trigger import ReversedTriggers, blend
 from mendnet.errors import MendnetError
 from mendnet.models import Classifier
@@ -55,9 +55,10 @@ class Config:
     threshold: anomaly index above which a label below the median norm is flagged.
     focus: 0 (default, the paper): every label runs until it stops. n > 0 (`mendnet mend`'s scan, ours
     after K-Arm's idea of spending the budget on likely targets, Shen et al., ICML 2021): after
-    `focus_after` epochs only the n labels with the smallest norms so far (labels that reached the
-    success threshold first) go on; the others stop there, so their norms are upper bounds of what a
-    full run would reach.
+    `focus_after` epochs the labels flagged on the norms then (every label having run the same epochs;
+    `ReversalLog.focus_flagged`) go on, and with them as many of the smallest-norm labels (those that
+    reached the success threshold first) as make at least n; the others stop there, so their norms are
+    upper bounds of what a full run would reach.
     """
 
     epochs: int = 60
@@ -160,13 +161,23 @@ class ReversalLog:
     """How the reverse engineering ran: epochs per label, final λ per label, wall-clock seconds, the
     labels stopped by `Config.focus` (their norms are upper bounds) and, under focus, every label's norm
     at the focus point (its best norm, or its current mask's where none succeeded yet; the ranking
-    `focus_stop` used), where all labels had run the same epochs; None without focus."""
+    `focus_stop` used), where all labels had run the same epochs, and the labels flagged there
+    (`focus_flags`); both None without focus."""
 
     epochs: list[int]
     final_cost: list[float]
     seconds: float
     stopped_by_focus: list[int]
     focus_norms: list[float] | None = None
+    focus_flagged: list[int] | None = None
+
+
+def focus_flags(norms: torch.Tensor, reached: torch.Tensor, threshold: float) -> list[int]:
+    """NC's rule (anomaly index above `threshold`, below the median norm) on the focus-point `norms`,
+    among the labels that had `reached` the success threshold by then; smallest norm first (pure). A
+    label with a smaller norm than a flagged one that had reached is flagged too, so these are the first
+    labels of `focus_stop`'s ranking."""
+    return [k for k in flag_outliers(norms, threshold) if reached[k]]
 
 
 def focus_stop(schedule: CostSchedule, best: torch.Tensor, current: torch.Tensor, keep: int) -> list[int]:
@@ -222,15 +233,17 @@ def reverse_engineer(
     epochs_run = torch.zeros(k, dtype=torch.long)
     batches = endless_batches(data, config.batch_size, gen, device)
     stopped: list[int] = []
-    focus_norms = None
+    focus_norms = focus_flagged = None
     start = time.perf_counter()
     with progress_bar(progress) as bar:
         task = bar.add_task("neural cleanse", total=config.epochs, info="")
         for epoch in range(config.epochs):
             if config.focus and epoch == config.focus_after:
                 current = best_masks.sum((1, 2))
-                focus_norms = torch.where(torch.isfinite(best_norms), best_norms, current).tolist()
-                stopped = focus_stop(schedule, best_norms, current, config.focus)
+                at_focus = torch.where(torch.isfinite(best_norms), best_norms, current)
+                focus_norms = at_focus.tolist()
+                focus_flagged = focus_flags(at_focus, torch.isfinite(best_norms), config.threshold)
+                stopped = focus_stop(schedule, best_norms, current, max(config.focus, len(focus_flagged)))
             labels = torch.nonzero(~schedule.done).flatten()
             if len(labels) == 0:
                 break
@@ -275,5 +288,7 @@ def reverse_engineer(
     norms = torch.where(reached, best_norms, best_masks.sum((1, 2)))
     triggers = ReversedTriggers(best_masks, best_patterns, norms, reached)
     seconds = time.perf_counter() - start
-    log = ReversalLog(epochs_run.tolist(), schedule.cost.tolist(), seconds, stopped, focus_norms)
+    log = ReversalLog(
+        epochs_run.tolist(), schedule.cost.tolist(), seconds, stopped, focus_norms, focus_flagged
+    )
     return triggers, log

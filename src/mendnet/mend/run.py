@@ -44,18 +44,19 @@ MIN_PART_IMAGES = 50
 class MendConfig:
     """candidates: registered repairs to try (default FST, NAD, AI-Lancet fine-tuning, fine-pruning).
     val_share: the fraction of the clean images kept for mend's validation part. scan_epochs,
-    scan_batches, scan_batch_size, focus, focus_after: the scan's Neural Cleanse reversal (its epochs,
-    mini-batches per epoch and label, images per mini-batch; `detect.neural_cleanse.Config`, whose
-    defaults the other settings keep). rule: the selection rule (`decide.Rule`). nad_lr, nad_teacher:
-    NAD's candidate settings (the demo's, chosen on the validation split: docs/benchmarks.md
-    `tune_defaults`; the `nad` method keeps the paper's)."""
+    scan_batches, scan_batch_size: the scan's Neural Cleanse reversal (its epochs, mini-batches per
+    epoch and label, images per mini-batch; `detect.neural_cleanse.Config`, whose defaults the other
+    settings keep); focus, focus_after: after `focus_after` epochs only the labels flagged then, and at
+    least the `focus` smallest-norm ones, go on (`scan`). rule: the selection rule (`decide.Rule`).
+    nad_lr, nad_teacher: NAD's candidate settings (the demo's, chosen on the validation split:
+    docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's)."""
 
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     val_share: float = 0.2
     scan_epochs: int = 60
     scan_batches: int = NCConfig.batches_per_epoch
     scan_batch_size: int = NCConfig.batch_size
-    focus: int = 3
+    focus: int = 1
     focus_after: int = 10
     rule: Rule = field(default_factory=Rule)
     nad_lr: float = 0.045

@@ -1,11 +1,11 @@
 """Mend's scan: Neural Cleanse's reversal of every label with K-Arm-style focus (docs/methods.md §10).
 
-After `focus_after` epochs only the `focus` labels with the smallest norms go on optimising; the others
-keep the norms they had then (upper bounds). Flags come from the norms at that focus point, where every
-label had run the same epochs (the final norms mix converged and stopped labels, whose spread hides the
-outlier); without focus, from the final norms as in the paper. The suspects are the flagged labels, or,
-when none is flagged, the label with the smallest final norm (so that every candidate has a proxy to be
-scored on).
+After `focus_after` epochs, where every label had run the same epochs, NC's rule flags labels on the
+norms then; only those (and at least the `focus` smallest-norm labels) go on optimising, the others keep
+the norms they had (upper bounds). The flags are those of the focus point: the final norms mix converged
+and stopped labels, whose spread hides the outlier. Without focus, the final norms flag, as in the
+paper. The suspects are the flagged labels, or, when none is flagged, the label with the smallest final
+norm (so that every candidate has a proxy to be scored on).
 
 Differences from the paper and the authors' release: docs/deviations.md#mend.
 """
@@ -19,7 +19,6 @@ import torch
 from mendnet.data.imageset import ImageSet
 from mendnet.detect.neural_cleanse import Config as NCConfig
 from mendnet.detect.neural_cleanse import ReversalLog, reverse_engineer
-from mendnet.detect.outliers import flag_outliers
 from mendnet.detect.reversed_trigger import ReversedTriggers
 from mendnet.models import Classifier
 
@@ -41,12 +40,11 @@ def suspects_of(triggers: ReversedTriggers, flagged: list[int]) -> list[int]:
 
 
 def scan_flags(triggers: ReversedTriggers, log: ReversalLog, threshold: float) -> list[int]:
-    """Neural Cleanse's rule (anomaly index above `threshold`, below the median, the trigger reached
-    the success threshold) on the focus-point norms when the reversal focused, else on the final norms;
-    smallest norm first (pure)."""
-    if log.focus_norms is None:
+    """The labels flagged at the focus point when the reversal focused (`ReversalLog.focus_flagged`),
+    else NC's rule on the final norms; smallest norm first (pure)."""
+    if log.focus_flagged is None:
         return triggers.flagged(threshold)
-    return [k for k in flag_outliers(torch.tensor(log.focus_norms), threshold) if triggers.reached[k]]
+    return list(log.focus_flagged)
 
 
 def scan(
