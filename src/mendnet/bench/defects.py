@@ -118,6 +118,7 @@ def defect_setup(
     config: DefectsConfig,
     seed: int,
     device: torch.device,
+    progress: bool = False,
 ) -> DefectSetup:
     """Split the test set, locate on half 1's errors, build N_e (N_o: `defender`)."""
     half1, half2 = seeded_halves(test, seed if config.half_seed is None else config.half_seed)
@@ -129,7 +130,7 @@ def defect_setup(
     settings = MaskSettings(steps=config.mask_steps)
     pairs = mask_companions(model, x1[: config.pairs], y1[: config.pairs], settings)
     lancet = config.finetune_config()
-    located = locate_with_progress(model, pairs, lancet, progress=False)
+    located = locate_with_progress(model, pairs, lancet, progress=progress)
     n_e, _ = defect_erroneous_set(model, x1, y1, located, defender, lancet.copies, seed, device)
     return DefectSetup(
         model=model,
@@ -151,7 +152,9 @@ def half2_scores(model: nn.Module, setup: DefectSetup, device: torch.device) -> 
     return {"acc": float(right.float().mean()), "fixed": float(right[setup.wrong2].float().mean())}
 
 
-def tuned_scores(setup: DefectSetup, mask: torch.Tensor, seed: int, device: torch.device) -> dict[str, float]:
+def tuned_scores(
+    setup: DefectSetup, mask: torch.Tensor, seed: int, device: torch.device, progress: bool = False
+) -> dict[str, float]:
     """Half-2 scores and seconds after training only the chosen layer's weights inside `mask` (bool,
     the layer's weight shape; `neuron_finetune`)."""
     start = time.perf_counter()
@@ -165,7 +168,7 @@ def tuned_scores(setup: DefectSetup, mask: torch.Tensor, seed: int, device: torc
         setup.config.kd_weight,
         seed=seed,
         device=device,
-        progress=False,
+        progress=progress,
     )
     return {**half2_scores(tuned, setup, device), "seconds": time.perf_counter() - start}
 
@@ -177,7 +180,9 @@ def random_mask(like: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     return flat.view(like.shape)
 
 
-def plain_scores(setup: DefectSetup, seed: int, device: torch.device) -> dict[str, float]:
+def plain_scores(
+    setup: DefectSetup, seed: int, device: torch.device, progress: bool = False
+) -> dict[str, float]:
     """Half-2 scores and seconds after training every weight on the same data with the same loss and
     settings; BatchNorm in training mode as in ordinary fine-tuning (with frozen statistics, training
     every weight at lr 0.01 diverged in benchmarks/lancet_defects.py)."""
@@ -192,7 +197,7 @@ def plain_scores(setup: DefectSetup, seed: int, device: torch.device) -> dict[st
         objective=MixedBatches(original, setup.originals, setup.config.kd_weight, seed=seed),
         seed=seed,
         device=device,
-        progress=False,
+        progress=progress,
         description="plain fine-tuning",
     )
     return {**half2_scores(tuned.eval(), setup, device), "seconds": time.perf_counter() - start}
@@ -216,7 +221,9 @@ def located_figures(located: Located) -> dict[str, Any]:
     }
 
 
-def dose_row(setup: DefectSetup, share: float, seed: int, device: torch.device) -> dict[str, Any]:
+def dose_row(
+    setup: DefectSetup, share: float, seed: int, device: torch.device, progress: bool = False
+) -> dict[str, Any]:
     """k = round(share · n) weights of the chosen layer (at most the voted ones) trained: the first k of
     AI-Lancet's vote order against k seeded random weights; k and each one's half-2 scores."""
     located = setup.located
@@ -225,8 +232,8 @@ def dose_row(setup: DefectSetup, share: float, seed: int, device: torch.device) 
     top[located.order[:k]] = True
     return {
         "k": k,
-        "lancet": tuned_scores(setup, top.view(located.votes.shape), seed, device),
-        "random": tuned_scores(setup, random_mask(located.votes, k, seed), seed, device),
+        "lancet": tuned_scores(setup, top.view(located.votes.shape), seed, device, progress),
+        "random": tuned_scores(setup, random_mask(located.votes, k, seed), seed, device, progress),
     }
 
 
@@ -237,26 +244,27 @@ def defect_figures(
     config: DefectsConfig,
     seed: int,
     device: torch.device,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The experiment on `model` with N_o = `defender` (module docstring): metrics (nested; fractions in
     [0, 1], counts, seconds: AI-Lancet's include locating) and info (the chosen layer, the halves' seed)."""
     model = model.to(device).eval()
-    setup = defect_setup(model, defender, test, config, seed, device)
+    setup = defect_setup(model, defender, test, config, seed, device, progress)
     mask = setup.config.trained_mask(setup.located)
     trained = int(mask.sum())
-    lancet = tuned_scores(setup, mask, seed, device)
+    lancet = tuned_scores(setup, mask, seed, device, progress)
     metrics: dict[str, Any] = {
         "original": half2_scores(model, setup, device),
         "lancet": {**lancet, "seconds": lancet["seconds"] + setup.seconds},
-        "random": tuned_scores(setup, random_mask(mask, trained, seed), seed, device),
-        "plain": plain_scores(setup, seed, device),
+        "random": tuned_scores(setup, random_mask(mask, trained, seed), seed, device, progress),
+        "plain": plain_scores(setup, seed, device, progress),
         "trained_weights": trained,
         "wrong_half1": setup.wrong1,
         "wrong_half2": len(setup.wrong2),
         **located_figures(setup.located),
     }
     for share in config.shares:
-        metrics[dose_key(share)] = dose_row(setup, share, seed, device)
+        metrics[dose_key(share)] = dose_row(setup, share, seed, device, progress)
     info = {
         "layer": setup.located.layer,
         "half_seed": seed if config.half_seed is None else config.half_seed,

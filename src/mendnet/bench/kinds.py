@@ -154,7 +154,9 @@ def _defects(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
     recorded as refused, with its message and no metrics, as a repair that refuses."""
     data = defender_data(x.art, recipe.run.clean_fraction, x.seed, x.sets)
     try:
-        metrics, info = defect_figures(x.art.model, data.d_train, data.test, recipe.defects, x.seed, x.device)
+        metrics, info = defect_figures(
+            x.art.model, data.d_train, data.test, recipe.defects, x.seed, x.device, x.progress
+        )
     except MendnetError as e:
         return Done({}, {REFUSED: str(e)})
     return Done(metrics, info)
