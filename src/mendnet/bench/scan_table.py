@@ -5,9 +5,9 @@ run the same epochs; records made before the scan kept them show "–"), the sma
 and the seconds of each.
 
 The scan reverses on mend's repair part (its validation part held out: `mend.run.split_parts`), the detect
-cell on all the defender data, and after `focus_after` epochs the scan optimises only the `focus`
-smallest-norm labels (docs/methods.md §10), so its norms may differ from the full reversal's even where
-both find the same labels."""
+cell on all the defender data, and after `focus_after` epochs the scan flags on the norms then and
+optimises only the flagged labels, or at least the `focus` smallest-norm ones (docs/methods.md §10), so
+its norms may differ from the full reversal's even where both find the same labels."""
 
 from __future__ import annotations
 
@@ -84,6 +84,8 @@ def scan_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] =
     ]
     title = (
         "**mend's scan against the full reversal** (Neural Cleanse's detect cell on all the defender data "
-        "/ mend's scan on its repair part, focus on the smallest norms after a few epochs)"
+        "/ mend's scan on its repair part: after a few epochs it flags on the norms then, its focus point, "
+        "and only the flagged or smallest-norm labels go on; scans recorded before it flagged there took "
+        "their final norms)"
     )
     return table(title, [*lead(recipe), *heads], lines)
