@@ -1,5 +1,5 @@
 """The Markdown tables of the defects cells (AI-Lancet's general-defect experiment, mendnet.bench.defects),
-as benchmarks/lancet_defects.py and benchmarks/lancet_dose.py showed them: the three repairs against the
+in the layout of the former scripts' sections: the three repairs against the
 original on test half 2, the dose (AI-Lancet's vote order against random weights at each share of the
 chosen layer), and per seed what was located. Mean ± std over seeds, in percent; STALE marks a table cell
 that includes a stale record."""
@@ -57,7 +57,7 @@ def _trained(recipe: Recipe, model: str, records: Sequence[dict]) -> str:
 
 
 def repair_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str | None:
-    """The original and the three repairs on half 2 (benchmarks/lancet_defects.py's general-defect
+    """The original and the three repairs on half 2 (the general-defect
     table): accuracy, accuracy on half 2's originally misclassified images, the weights trained and
     seconds (AI-Lancet's include locating); None without finished defects records."""
     done = finished(records)
@@ -100,7 +100,7 @@ def _pair(records: Sequence[dict], prefix: str, seeds: int) -> str:
 def dose_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str | None:
     """At each dose share, k weights of the chosen layer trained: AI-Lancet's first k by votes against k
     random ones, their half-2 ACC and fixed share, and AI-Lancet's fixed minus random's in points
-    (benchmarks/lancet_dose.py's table); None without shares or finished defects records."""
+    (the dose table); None without shares or finished defects records."""
     shares = recipe.defects.shares
     done = finished(records)
     if not shares or not done:
@@ -156,7 +156,7 @@ def _located_note(record: dict) -> str:
 def located_table(recipe: Recipe, records: Sequence[dict], stale: Collection[str] = ()) -> str | None:
     """Per seed: the chosen layer, the EI neurons trained of its weights, the erroneous images of each half,
     the pairs corrected by ablation, the quartiles of their minimal ablation ratios and the EI sets' union
-    (benchmarks/lancet_defects.py's "Chosen layers" and benchmarks/lancet_dose.py's "Located")."""
+    ("Chosen layers" and "Located")."""
     return seed_table(recipe, finished(records), "**Located** (general defects)", _located_note, stale)
 
 

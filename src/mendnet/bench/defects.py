@@ -41,7 +41,7 @@ class DefectsConfig:
     (`MaskSettings`' 300); layers: the candidate layers (empty: every conv and linear layer); tune_epochs and
     copies: the fine-tuning's epochs and jittered copies of each erroneous image (`FinetuneConfig`'s);
     vote_share: the EI neurons trained are those voted by at least this share of the corrected pairs
-    (0.05, benchmarks/lancet_defects.py's: the paper's union, share 0, covered 8,600 of a layer's 9,216
+    (0.05, the former benchmark script's: the paper's union, share 0, covered 8,600 of a layer's 9,216
     weights on a first run, leaving nothing to compare with random weights); shares: the dose, each a
     share in (0, 1] of the chosen layer's weights (empty: no dose rows); half_seed: the seed of the test
     set's halves (None: the cell's seed, as the scripts)."""
@@ -185,7 +185,7 @@ def plain_scores(
 ) -> dict[str, float]:
     """Half-2 scores and seconds after training every weight on the same data with the same loss and
     settings; BatchNorm in training mode as in ordinary fine-tuning (with frozen statistics, training
-    every weight at lr 0.01 diverged in benchmarks/lancet_defects.py)."""
+    every weight at lr 0.01 diverged in the former benchmark script)."""
     start = time.perf_counter()
     original = copy.deepcopy(setup.model).eval().requires_grad_(False)
     tuned = copy.deepcopy(setup.model)

@@ -1,6 +1,6 @@
 """A reversed trigger taken from the base's detect cell (a column with `trigger = "detect"`): the label the
 taker repairs (Neural Cleanse's flagged label with the smallest norm, else, none flagged, the
-smallest-norm label, as benchmarks/lancet_defects.py chose), the Config handed to the method, and what its
+smallest-norm label, as the former benchmark script chose), the Config handed to the method, and what its
 record says it took."""
 
 from __future__ import annotations
