@@ -119,7 +119,8 @@ def _mend(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
     )
     metrics = {k: v for k, v in outcome.metrics.items() if k not in ("before", "chosen")}
     record = outcome.meta["mend"]
-    info = {k: record[k] for k in ("chosen", "reason", "flagged", "suspects", "seconds", "parts", "scan")}
+    keys = ("chosen", "reason", "flagged", "suspects", "scores", "seconds", "parts", "scan")
+    info = {k: record[k] for k in keys}  # scores: every candidate's, to compare selection rules offline
     return Done(metrics, info, outcome)
 
 
