@@ -201,6 +201,8 @@ def test_every_new_kind_of_cell_has_its_metrics(feature_runs):
     }
     scores = backdoored("mend")["info"]["scores"]  # every candidate's, for comparing rules offline
     assert {s["name"] for s in scores} == {"original", "finetune"} and all("proxy" in s for s in scores)
+    measured = backdoored("mend")["info"]["candidates_measured"]  # what each candidate would have given
+    assert set(measured) == {"finetune"} and {"acc", "asr"} <= set(measured["finetune"])
     asr_table = tables.split("**ASR %**")[1].split("**")[0]
     assert "clean model" not in asr_table  # no ASR on a clean model, not a row of dashes
     csv = (out / "results.csv").read_text()

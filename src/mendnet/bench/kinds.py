@@ -117,10 +117,12 @@ def _mend(recipe: Recipe, cell: Cell, x: Inputs) -> Done:
         progress=x.progress,
         sets=x.sets,
     )
-    metrics = {k: v for k, v in outcome.metrics.items() if k not in ("before", "chosen")}
+    metrics = {k: v for k, v in outcome.metrics.items() if k not in ("before", "chosen", "candidates")}
     record = outcome.meta["mend"]
     keys = ("chosen", "reason", "flagged", "suspects", "scores", "seconds", "parts", "scan")
-    info = {k: record[k] for k in keys}  # scores: every candidate's, to compare selection rules offline
+    info = {k: record[k] for k in keys}
+    # every candidate's validation scores and its measured figures: selection rules compared offline
+    info["candidates_measured"] = outcome.metrics.get("candidates", {})
     return Done(metrics, info, outcome)
 
 

@@ -37,7 +37,8 @@ def mend_artefact(
     say: Callable[[str], None] = lambda _: None,
 ) -> ModelOutcome:
     """Mend `art`'s model from its defender data. evaluate: afterwards, measure ACC (and ASR/RA of a
-    recorded backdoor) of the untouched and the kept model on the test set, for the report only."""
+    recorded backdoor) of the untouched, the kept and every candidate model on the test set, for the
+    report only (metrics["candidates"]: each candidate's)."""
     data = defender_data(art, clean_fraction, seed, sets)
     clean = data.train.subset(torch.cat([data.split.train, data.split.val]))  # every defender image
     result = mend(art.model, clean, config, seed=seed, device=device, progress=progress, say=say)
@@ -47,8 +48,13 @@ def mend_artefact(
         backdoor = backdoor_test_for(data.threat, data.test)
         before = backdoor_metrics(art.model.to(device), data.test, backdoor, device=device)
         after = backdoor_metrics(result.model.to(device), data.test, backdoor, device=device)
-        record["test"] = {"original": before, "kept": after}
+        each = {
+            name: backdoor_metrics(m.to(device), data.test, backdoor, device=device)
+            for name, m in result.candidate_models.items()
+        }
+        record["test"] = {"original": before, "kept": after, "candidates": each}
         metrics.update(compared(before, after))
+        metrics["candidates"] = each
     meta = {
         "data": data.ref.to_json(),
         "threat": art.meta.get("threat"),

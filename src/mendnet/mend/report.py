@@ -118,10 +118,17 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
             Section(
                 "On the test set (measured after the decision)",
                 [
-                    "The decision above never saw these figures; percent.",
+                    "The decision above never saw these figures; percent. The candidates' rows show "
+                    "what each would have given.",
                     Table(
                         ["model", *(k.upper() for k in keys)],
-                        [[name, *(pct(test[name][k]) for k in keys)] for name in ("original", "kept")],
+                        [
+                            *([name, *(pct(test[name][k]) for k in keys)] for name in ("original", "kept")),
+                            *(
+                                [f"candidate {name}", *(pct(m[k]) for k in keys)]
+                                for name, m in test.get("candidates", {}).items()
+                            ),
+                        ],
                     ),
                 ],
             )

@@ -99,7 +99,7 @@ class MendConfig:
 @dataclass
 class MendResult:
     """The kept model, the decision, every score, the scan, the candidates' records and the seconds of
-    each step (JSON-able except `model` and `scan`)."""
+    each step (JSON-able except `model`, `scan` and `candidate_models`, every candidate's model)."""
 
     model: Classifier
     decision: Decision
@@ -108,6 +108,7 @@ class MendResult:
     candidates: dict[str, dict[str, Any]]
     seconds: dict[str, float]
     parts: dict[str, int]
+    candidate_models: dict[str, Classifier] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """What model.json and the report keep of the run."""
@@ -251,4 +252,5 @@ def mend(
     seconds["total"] = time.perf_counter() - start
     say(f"mend: {decision.reason}")
     kept = net if decision.chosen == ORIGINAL else models[decision.chosen]
-    return MendResult(kept.cpu(), decision, scores, found, records, seconds, parts)
+    candidates = {name: m.cpu() for name, m in models.items()}
+    return MendResult(kept.cpu(), decision, scores, found, records, seconds, parts, candidates)
