@@ -154,3 +154,26 @@ def test_the_scan_runs_neural_cleanse_with_the_configs_settings():
     )
     with pytest.raises(MendnetError, match="batch_size"):
         MendConfig(scan_batch_size=0)
+
+
+def test_the_python_api_mends_arrays_and_measures_the_test_set_only_afterwards():
+    """`mendnet.mend` on a plain module and (images, labels) arrays: the record names the kept model and
+    its test figures, the untouched model's and every candidate's (accuracy, a fraction)."""
+    import mendnet
+
+    torch.manual_seed(0)
+    net = build_classifier(ModelSpec("small-cnn", 10, (1, 28, 28), (0.5,), (0.5,)))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (300, 28, 28), dtype=torch.uint8, generator=gen)
+    y = torch.arange(300) % 10
+    cfg = MendConfig(candidates=("fst", "fineprune"), scan_epochs=2, scan_batches=2, scan_batch_size=8)
+    kept, record = mendnet.mend(net, (x, y), config=cfg, test=(x[:100], y[:100]), progress=False)
+    assert record["chosen"] in {ORIGINAL, "fst", "fineprune"}
+    assert not kept.training and next(kept.parameters()).device.type == "cpu"
+    test = record["test"]
+    assert set(test["candidates"]) == {"fst", "fineprune"}
+    assert all(0 <= v["acc"] <= 1 for v in [test["original"], test["kept"], *test["candidates"].values()])
+    if record["chosen"] == ORIGINAL:
+        assert test["kept"] == test["original"]
+    else:
+        assert test["kept"] == test["candidates"][record["chosen"]]

@@ -464,7 +464,7 @@ def mend(
 
     model: as `repair`. clean: the defender's clean images (ImageSet, Dataset/DataLoader or (images,
     labels)); a few hundred at least (the validation part needs 50). test: optional, measured only after
-    the decision (ACC of the untouched and the kept model, "test" in the record).
+    the decision (ACC of the untouched, the kept and every candidate model, "test" in the record).
 
     Returns the kept model (on the CPU, eval mode; a copy even when the model is kept) and the run's
     record: "chosen" (a candidate's name or "original"), "reason", every candidate's validation "scores",
@@ -480,6 +480,10 @@ def mend(
         record["test"] = {
             "original": {"acc": _accuracy(classifier, test_set, device=device)},
             "kept": {"acc": _accuracy(result.model, test_set, device=device)},
+            "candidates": {
+                name: {"acc": _accuracy(m, test_set, device=device)}
+                for name, m in result.candidate_models.items()
+            },
         }
     return result.model.cpu().eval(), record
 
