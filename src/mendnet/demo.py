@@ -103,36 +103,29 @@ def run_demo(
             "finetune": finetune.Config(),
             "nad": nad.Config(lr=cfg.nad_lr, teacher_init=cfg.nad_teacher),
         }
+        shared = {  # the same defender split, device and progress for every repair and for mend
+            "clean_fraction": cfg.clean_fraction,
+            "seed": cfg.seed,
+            "device": device,
+            "progress": progress,
+            "sets": sets,
+        }
         outcomes = {}
         for method, config in repairs.items():
-            outcomes[method] = repair_model(
-                backdoored,
-                method,
-                config,
-                clean_fraction=cfg.clean_fraction,
-                seed=cfg.seed,
-                device=device,
-                progress=progress,
-                sets=sets,
-                before=before,
-            )
+            outcomes[method] = repair_model(backdoored, method, config, before=before, **shared)
             write_outcome(tmp / method, outcomes[method])
         if cfg.mend:
-            outcomes["mend"] = mend_artefact(
-                backdoored,
-                clean_fraction=cfg.clean_fraction,
-                seed=cfg.seed,
-                device=device,
-                progress=progress,
-                sets=sets,
-                say=print if progress else lambda _: None,
-            )
+            say = print if progress else lambda _: None
+            outcomes["mend"] = mend_artefact(backdoored, say=say, **shared)
             write_outcome(tmp / "mend", outcomes["mend"])
         rows = {"backdoored": trained.metrics, **{m: o.metrics for m, o in outcomes.items()}}
         metrics = {**rows, "settings": asdict(cfg), "seconds": time.perf_counter() - start}
         x = triggered_test_images(trained.meta, sets[1], ATTENTION_IMAGES)
-        shown = {"backdoored": trained.model, "fine-tuned": outcomes["finetune"].model}
-        shown["NAD"] = outcomes["nad"].model
+        shown = {
+            "backdoored": trained.model,
+            "fine-tuned": outcomes["finetune"].model,
+            "NAD": outcomes["nad"].model,
+        }
         if cfg.mend:
             shown[f"mend ({outcomes['mend'].metrics['chosen']})"] = outcomes["mend"].model
         (tmp / "attention.png").write_bytes(attention_grid_png(shown, x))
