@@ -11,9 +11,11 @@ from mendnet.detect.neural_cleanse import CostSchedule, ReversalLog, focus_flags
 from mendnet.detect.reversed_trigger import ReversedTriggers
 from mendnet.errors import MendnetError
 from mendnet.mend.decide import ORIGINAL, Rule, Score, decide
+from mendnet.mend.report import sections
 from mendnet.mend.run import MendConfig, mend, split_parts
 from mendnet.mend.scan import scan_flags
 from mendnet.models import ModelSpec, build_classifier
+from mendnet.report.html import Table
 
 
 def score(name: str, acc: float, worst: float) -> Score:
@@ -104,6 +106,7 @@ def test_mend_runs_end_to_end_and_records_every_step():
         scan_batch_size=16,
         focus=2,
         focus_after=1,
+        rescore_epochs=1,
     )
     lines: list[str] = []
     out = mend(model, clean, cfg, progress=False, say=lines.append)
@@ -121,6 +124,11 @@ def test_mend_runs_end_to_end_and_records_every_step():
         "total",
     }
     assert any("scan done" in line for line in lines)
+    # rescoring: every score's proxy comes from triggers reversed again, the scan's trigger's beside it
+    suspects = {str(k) for k in out.scan.suspects}
+    assert all(set(s["proxy"]) == set(s["scan_proxy"]) == suspects for s in record["scores"])
+    table = next(b for b in sections(record, {}, list("abcdefghij"))[1].blocks if isinstance(b, Table))
+    assert f"scan trigger's ASR, label {out.scan.suspects[0]}" in table.header
 
 
 def test_candidates_that_use_a_trigger_get_the_scans(tmp_path):

@@ -14,12 +14,14 @@ from mendnet.detect.neural_cleanse import (
     Config,
     CostSchedule,
     param_from_unit,
+    refine_triggers,
     reverse_engineer,
     unit_from_param,
 )
 from mendnet.detect.outliers import anomaly_index, flag_outliers
 from mendnet.detect.reversed_trigger import TRIGGER_FILE, TRIGGER_PNG, ReversedTriggers, blend
 from mendnet.errors import MendnetError
+from mendnet.mend.run import proxy_asr
 from mendnet.models import Classifier, ModelSpec, build_classifier
 from mendnet.repair import neural_cleanse
 from mendnet.repair.context import RepairContext
@@ -231,6 +233,31 @@ def test_neural_cleanse_singles_out_the_true_target(detection):
     assert sorted(report["flagged"]) == rule, rows
     assert len(report["defender"]["train"]) == 2700  # defender data only (5% less the 10% held out)
     assert detection.files[TRIGGER_PNG].startswith(PNG_MAGIC)
+
+
+def test_refining_from_a_dead_trigger_finds_the_backdoor_again(backdoored, fmnist, detection, tmp_path):
+    """mend's rescoring (`refine_triggers`): the target's trigger replaced by one that does not work (a
+    faint mask, a random pattern), as a trigger looks on a model repaired against it while its backdoor
+    stays; 3 epochs of re-reversal on the backdoored model at NC's starting λ find a working trigger
+    again, smaller than every clean label's reversed one. The other labels' triggers are untouched."""
+    (tmp_path / TRIGGER_FILE).write_bytes(detection.files[TRIGGER_FILE])
+    found = ReversedTriggers.load(tmp_path)
+    masks, patterns = found.masks.clone(), found.patterns.clone()
+    masks[0] = 0.02
+    patterns[0] = torch.rand(patterns[0].shape, generator=torch.Generator().manual_seed(0))
+    dead = ReversedTriggers(masks, patterns, masks.sum((1, 2)), found.reached)
+    defender, val = fmnist[0].subset(torch.arange(2000)), fmnist[0].subset(torch.arange(2000, 2600))
+
+    def success(triggers: ReversedTriggers) -> float:  # mend's proxy ASR of label 0
+        return proxy_asr(backdoored.model, triggers, [0], val, "cpu")[0]
+
+    cfg = Config(batches_per_epoch=31, batch_size=32)
+    again = refine_triggers(backdoored.model, defender, dead, [0], [cfg.init_cost], 3, cfg, seed=0)
+    assert success(dead) < 0.3 < 0.9 < success(again), (success(dead), success(again))
+    assert bool(again.reached[0]) and float(again.norms[0]) < float(found.norms[1:].min())
+    assert torch.equal(again.masks[1:], found.masks[1:]) and torch.equal(again.norms[1:], found.norms[1:])
+    with pytest.raises(MendnetError, match="2 costs"):
+        refine_triggers(backdoored.model, defender, dead, [0], [1e-3, 1e-3], 1, cfg)
 
 
 def test_unlearning_removes_the_backdoor_and_keeps_accuracy(backdoored, fmnist, detection, tmp_path):

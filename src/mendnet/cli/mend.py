@@ -29,8 +29,11 @@ SCAN_FLAGS = {
     "scan_epochs": "Neural Cleanse epochs",
     "scan_batches": "Neural Cleanse mini-batches per epoch and label",
     "scan_batch_size": "defender images per Neural Cleanse mini-batch",
+    "rescore_epochs": "epochs re-reversing each suspect's trigger on every scored model before its proxy "
+    "ASR is measured (0: score with the scan's triggers)",
 }
-"""MendConfig's scan settings that are flags of `mendnet mend` (integers), with their help text."""
+"""MendConfig's integer settings (the scan's and the rescoring's) that are flags of `mendnet mend`, with
+their help text."""
 
 
 def add_mend_parser(sub: argparse._SubParsersAction) -> None:

@@ -203,6 +203,46 @@ def endless_batches(
         )
 
 
+def optimise_epoch(
+    net: torch.nn.Module,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    labels: torch.Tensor,
+    mask_param: torch.Tensor,
+    pattern_param: torch.Tensor,
+    cost: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    steps: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`steps` Adam steps of NC eq. 2 for `labels` (class ids; rows of the K-row parameters) at λ `cost`
+    (one per label). Returns their masks (L×H×W) and patterns (L×C×H×W) after the last step, on the CPU,
+    and each label's attack success over the epoch (the share of the images of other labels that its
+    trigger sent to it, as the optimisation went)."""
+    device = mask_param.device
+    active = labels.to(device)
+    hits = torch.zeros(len(labels), device=device)
+    seen = torch.zeros(len(labels), device=device)
+    for _ in range(steps):
+        x, y = next(batches)
+        mask = unit_from_param(mask_param[active])
+        pattern = unit_from_param(pattern_param[active])
+        stamped = blend(x[None], mask[:, None], pattern[:, None]).flatten(0, 1)
+        logits = net(stamped.contiguous(memory_format=torch.channels_last))
+        wanted = active.repeat_interleave(len(x))
+        ce = F.cross_entropy(logits, wanted, reduction="none").view(len(labels), len(x)).mean(1)
+        loss = (ce + cost * mask.abs().sum((1, 2, 3))).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        others = y[None] != active[:, None]
+        sent = logits.detach().argmax(1).view(len(labels), len(x)) == active[:, None]
+        hits += (sent & others).sum(1)
+        seen += others.sum(1)
+    with torch.no_grad():
+        mask = unit_from_param(mask_param[active]).squeeze(1).cpu()
+        pattern = unit_from_param(pattern_param[active]).cpu()
+    return mask, pattern, (hits / seen.clamp_min(1)).cpu()
+
+
 def reverse_engineer(
     model: Classifier,
     data: ImageSet,
@@ -247,31 +287,12 @@ def reverse_engineer(
             labels = torch.nonzero(~schedule.done).flatten()
             if len(labels) == 0:
                 break
-            active = labels.to(device)  # the labels still optimised, as class ids
             cost = schedule.cost[labels].to(device, torch.float32)
-            hits = torch.zeros(len(labels), device=device)
-            seen = torch.zeros(len(labels), device=device)
-            for _ in range(config.batches_per_epoch):
-                x, y = next(batches)
-                mask = unit_from_param(mask_param[active])
-                pattern = unit_from_param(pattern_param[active])
-                stamped = blend(x[None], mask[:, None], pattern[:, None]).flatten(0, 1)
-                logits = net(stamped.contiguous(memory_format=torch.channels_last))
-                wanted = active.repeat_interleave(len(x))
-                ce = F.cross_entropy(logits, wanted, reduction="none").view(len(labels), len(x)).mean(1)
-                loss = (ce + cost * mask.abs().sum((1, 2, 3))).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                others = y[None] != active[:, None]
-                sent = logits.detach().argmax(1).view(len(labels), len(x)) == active[:, None]
-                hits += (sent & others).sum(1)
-                seen += others.sum(1)
-            with torch.no_grad():
-                mask = unit_from_param(mask_param[active]).squeeze(1).cpu()
-                pattern = unit_from_param(pattern_param[active]).cpu()
+            mask, pattern, success = optimise_epoch(
+                net, batches, labels, mask_param, pattern_param, cost, opt, config.batches_per_epoch
+            )
             norms = mask.sum((1, 2))
-            succeeded = (hits / seen.clamp_min(1)).cpu() >= config.success_threshold
+            succeeded = success >= config.success_threshold
             improved = succeeded & (norms < best_norms[labels])
             keep = labels[improved]
             best_masks[keep], best_patterns[keep], best_norms[keep] = (
@@ -292,3 +313,45 @@ def reverse_engineer(
         epochs_run.tolist(), schedule.cost.tolist(), seconds, stopped, focus_norms, focus_flagged
     )
     return triggers, log
+
+
+def refine_triggers(
+    model: Classifier,
+    data: ImageSet,
+    triggers: ReversedTriggers,
+    labels: list[int],
+    cost: list[float],
+    epochs: int,
+    config: Config = Config(),
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> ReversedTriggers:
+    """Re-reverse `labels`' triggers on `model` (another model than the one they were reversed on, such
+    as a repaired one): NC eq. 2 from `triggers`' masks and patterns, at the fixed λ `cost` (one per
+    label, e.g. the reversal's final λ), for `epochs` epochs of `config`'s mini-batches. The labels'
+    masks and patterns are the last ones, `reached` whether the last epoch's success reached the
+    threshold; the other labels keep theirs. After BTI-DBF's unlearning variant, which inverts the
+    trigger again on the model being purified (Xu et al., ICLR 2024); ours: docs/methods.md §10."""
+    if len(labels) != len(cost):
+        raise MendnetError(f"refine_triggers: {len(labels)} labels but {len(cost)} costs")
+    if epochs < 1:
+        raise MendnetError(f"refine_triggers: epochs must be at least 1, got {epochs}")
+    net = copy.deepcopy(model).to(device=device, memory_format=torch.channels_last).eval()
+    net.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.tensor(labels, dtype=torch.long)
+    mask_param = param_from_unit(triggers.masks[:, None].clone()).to(device).requires_grad_()
+    pattern_param = param_from_unit(triggers.patterns.clone()).to(device).requires_grad_()
+    opt = torch.optim.Adam([mask_param, pattern_param], lr=config.lr, betas=ADAM_BETAS)
+    batches = endless_batches(data, config.batch_size, gen, device)
+    lam = torch.tensor(cost, dtype=torch.float32, device=device)
+    for _ in range(epochs):
+        mask, pattern, success = optimise_epoch(
+            net, batches, rows, mask_param, pattern_param, lam, opt, config.batches_per_epoch
+        )
+    masks, patterns = triggers.masks.clone(), triggers.patterns.clone()
+    norms, reached = triggers.norms.clone(), triggers.reached.clone()
+    masks[rows], patterns[rows] = mask, pattern
+    norms[rows], reached[rows] = mask.sum((1, 2)), success >= config.success_threshold
+    return ReversedTriggers(masks, patterns, norms, reached)

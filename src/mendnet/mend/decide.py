@@ -2,7 +2,9 @@
 
 Every candidate and the untouched model are scored on mend's validation part only: clean accuracy, and
 for each suspect label its reversed trigger's success (the share of validation images of other labels
-that the trigger sends to the suspect: the defender's proxy for the attack success rate).
+that the trigger sends to the suspect: the defender's proxy for the attack success rate). With
+`MendConfig.rescore_epochs`, the proxy is that of the trigger reversed again on each scored model, and
+the scan's trigger's own success is kept beside it (`Score.scan_proxy`).
 
 Differences from the paper and the authors' release: docs/deviations.md#mend.
 """
@@ -18,11 +20,14 @@ ORIGINAL = "original"
 
 @dataclass(frozen=True)
 class Score:
-    """A model's validation accuracy and proxy ASR per suspect label (fractions)."""
+    """A model's validation accuracy and proxy ASR per suspect label (fractions): the rule's basis.
+    scan_proxy: the scan's triggers' success on this model, when `proxy` comes from triggers reversed
+    again on it (None otherwise)."""
 
     name: str
     acc: float
     proxy: dict[int, float]
+    scan_proxy: dict[int, float] | None = None
 
     @property
     def worst(self) -> float:

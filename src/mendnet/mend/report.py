@@ -31,11 +31,14 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
         ],
     )
     qualified = set(record["qualified"])
+    rescored = all("scan_proxy" in s for s in record["scores"])
+    again = [f"scan trigger's ASR, label {k}" for k in suspects] if rescored else []
     rows = [
         [
             s["name"],
             pct(s["acc"]),
             *(pct(s["proxy"][str(k)]) for k in suspects),
+            *(pct(s["scan_proxy"][str(k)]) for k in suspects if rescored),
             pct(s["worst"]),
             "yes" if s["name"] in qualified else ("" if s["name"] == ORIGINAL else "no"),
             f"{record['seconds'].get(s['name'], 0):.0f}" if s["name"] != ORIGINAL else "",
@@ -43,7 +46,7 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
         for s in record["scores"]
     ]
     rows += [
-        [name, "–", *("–" for _ in suspects), "–", "could not run", ""]
+        [name, "–", *("–" for _ in [*suspects, *again]), "–", "could not run", ""]
         for name, c in record["candidates"].items()
         if "error" in c
     ]
@@ -52,12 +55,19 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
         "Candidates on mend's validation part",
         [
             "Validation accuracy and, per suspect label, the proxy ASR: the share of validation images of "
-            "other labels that the label's reversed trigger sends to it (percent).",
+            "other labels that the label's reversed trigger sends to it (percent)"
+            + (
+                "; the trigger is reversed again on each model, from the scan's (`rescore_epochs`), and "
+                "the scan's own trigger's success is shown beside."
+                if rescored
+                else "."
+            ),
             Table(
                 [
                     "model",
                     "val ACC",
                     *(f"proxy ASR, label {k}" for k in suspects),
+                    *again,
                     "worst proxy",
                     "qualified",
                     "seconds",

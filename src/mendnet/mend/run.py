@@ -24,6 +24,7 @@ import torch
 
 from mendnet.data.imageset import ImageSet
 from mendnet.detect.neural_cleanse import Config as NCConfig
+from mendnet.detect.neural_cleanse import refine_triggers
 from mendnet.detect.outliers import anomaly_index
 from mendnet.detect.reversed_trigger import TRIGGER_FILE, ReversedTriggers
 from mendnet.errors import MendnetError
@@ -47,7 +48,11 @@ class MendConfig:
     scan_batches, scan_batch_size: the scan's Neural Cleanse reversal (its epochs, mini-batches per
     epoch and label, images per mini-batch; `detect.neural_cleanse.Config`, whose defaults the other
     settings keep); focus, focus_after: after `focus_after` epochs only the labels flagged then, and at
-    least the `focus` smallest-norm ones, go on (`scan`). rule: the selection rule (`decide.Rule`).
+    least the `focus` smallest-norm ones, go on (`scan`). rescore_epochs: 0 (default) scores every
+    model with the scan's reversed triggers; n > 0 first reverses each suspect's trigger again on each
+    scored model, from the scan's trigger at the scan's final λ, for n epochs on the repair part
+    (`refine_triggers`), so that a candidate repaired against the scan's trigger is not scored with that
+    same trigger (docs/methods.md §10). rule: the selection rule (`decide.Rule`).
     nad_lr, nad_teacher: NAD's candidate settings (the demo's, chosen on the validation split:
     docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's)."""
 
@@ -58,6 +63,7 @@ class MendConfig:
     scan_batch_size: int = NCConfig.batch_size
     focus: int = 1
     focus_after: int = 10
+    rescore_epochs: int = 0
     rule: Rule = field(default_factory=Rule)
     nad_lr: float = 0.045
     nad_teacher: str = "finetune-student"
@@ -68,6 +74,8 @@ class MendConfig:
             raise MendnetError(f"mend: unknown candidate {', '.join(unknown)}; known: {', '.join(REPAIRS)}")
         if not self.candidates:
             raise MendnetError("mend: give at least one candidate repair")
+        if self.rescore_epochs < 0:
+            raise MendnetError(f"mend: rescore_epochs must be 0 or more, got {self.rescore_epochs}")
         if not 0 < self.val_share < 1:
             raise MendnetError(f"mend: val_share must lie in (0, 1), got {self.val_share}")
         self.scan_config()
@@ -134,6 +142,11 @@ class MendResult:
                     "acc": s.acc,
                     "proxy": {str(k): v for k, v in s.proxy.items()},
                     "worst": s.worst,
+                    **(
+                        {}
+                        if s.scan_proxy is None
+                        else {"scan_proxy": {str(k): v for k, v in s.scan_proxy.items()}}
+                    ),
                 }
                 for s in self.scores
             ],
@@ -189,6 +202,39 @@ def proxy_asr(
     return out
 
 
+def score_model(
+    name: str,
+    model: Classifier,
+    found: Scan,
+    val: ImageSet,
+    repair_part: ImageSet,
+    config: MendConfig,
+    *,
+    seed: int,
+    device: torch.device | str,
+) -> Score:
+    """`model`'s validation accuracy and proxy ASR per suspect on `val`: with the scan's triggers, or,
+    with `config.rescore_epochs`, with the suspects' triggers reversed again on `model` (on the repair
+    part, from the scan's triggers at the scan's final λ), the scan's triggers' success kept beside."""
+    acc = accuracy(model, val, device=device)
+    at_scan = proxy_asr(model, found.triggers, found.suspects, val, device)
+    if not config.rescore_epochs:
+        return Score(name, acc, at_scan)
+    cost = [found.log.final_cost[s] for s in found.suspects]
+    again = refine_triggers(
+        model,
+        repair_part,
+        found.triggers,
+        found.suspects,
+        cost,
+        config.rescore_epochs,
+        config.scan_config(),
+        seed=seed,
+        device=device,
+    )
+    return Score(name, acc, proxy_asr(model, again, found.suspects, val, device), at_scan)
+
+
 def mend(
     model: Classifier,
     clean: ImageSet,
@@ -241,10 +287,10 @@ def mend(
             records[name] = {"info": {k: v for k, v in result.info.items() if k != "changed_indices"}}
             say(f"mend: candidate {name} done in {seconds[name]:.0f} s")
     t = time.perf_counter()
+    if config.rescore_epochs:
+        say(f"mend: re-reversing the suspects' triggers on every model ({config.rescore_epochs} epochs)")
     scores = [
-        Score(
-            n, accuracy(m, m_val, device=device), proxy_asr(m, found.triggers, found.suspects, m_val, device)
-        )
+        score_model(n, m, found, m_val, repair_part, config, seed=seed, device=device)
         for n, m in [(ORIGINAL, net), *models.items()]
     ]
     seconds["scoring"] = time.perf_counter() - t
