@@ -477,14 +477,14 @@ def mend(
     )
     record = result.record()
     if test_set is not None:
-        record["test"] = {
-            "original": {"acc": _accuracy(classifier, test_set, device=device)},
-            "kept": {"acc": _accuracy(result.model, test_set, device=device)},
-            "candidates": {
-                name: {"acc": _accuracy(m, test_set, device=device)}
-                for name, m in result.candidate_models.items()
-            },
+        original = {"acc": _accuracy(classifier, test_set, device=device)}
+        each = {
+            name: {"acc": _accuracy(m, test_set, device=device)}
+            for name, m in result.candidate_models.items()
         }
+        # the kept model is the original or a candidate, each measured once
+        kept = each.get(result.decision.chosen, original)
+        record["test"] = {"original": original, "kept": kept, "candidates": each}
     return result.model.cpu().eval(), record
 
 

@@ -47,11 +47,11 @@ def mend_artefact(
     if evaluate:
         backdoor = backdoor_test_for(data.threat, data.test)
         before = backdoor_metrics(art.model.to(device), data.test, backdoor, device=device)
-        after = backdoor_metrics(result.model.to(device), data.test, backdoor, device=device)
         each = {
             name: backdoor_metrics(m.to(device), data.test, backdoor, device=device)
             for name, m in result.candidate_models.items()
         }
+        after = each.get(result.decision.chosen, before)  # the kept model is one of those measured
         record["test"] = {"original": before, "kept": after, "candidates": each}
         metrics.update(compared(before, after))
         metrics["candidates"] = each
