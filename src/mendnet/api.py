@@ -477,14 +477,7 @@ def mend(
     )
     record = result.record()
     if test_set is not None:
-        original = {"acc": _accuracy(classifier, test_set, device=device)}
-        each = {
-            name: {"acc": _accuracy(m, test_set, device=device)}
-            for name, m in result.candidate_models.items()
-        }
-        # the kept model is the original or a candidate, each measured once
-        kept = each.get(result.decision.chosen, original)
-        record["test"] = {"original": original, "kept": kept, "candidates": each}
+        record["test"] = result.measured(classifier, lambda m: {"acc": _accuracy(m, test_set, device=device)})
     return result.model.cpu().eval(), record
 
 

@@ -46,15 +46,12 @@ def mend_artefact(
     metrics: dict[str, Any] = {"chosen": result.decision.chosen, "seconds": result.seconds["total"]}
     if evaluate:
         backdoor = backdoor_test_for(data.threat, data.test)
-        before = backdoor_metrics(art.model.to(device), data.test, backdoor, device=device)
-        each = {
-            name: backdoor_metrics(m.to(device), data.test, backdoor, device=device)
-            for name, m in result.candidate_models.items()
-        }
-        after = each.get(result.decision.chosen, before)  # the kept model is one of those measured
-        record["test"] = {"original": before, "kept": after, "candidates": each}
-        metrics.update(compared(before, after))
-        metrics["candidates"] = each
+        test = result.measured(
+            art.model, lambda m: backdoor_metrics(m.to(device), data.test, backdoor, device=device)
+        )
+        record["test"] = test
+        metrics.update(compared(test["original"], test["kept"]))
+        metrics["candidates"] = test["candidates"]
     meta = {
         "data": data.ref.to_json(),
         "threat": art.meta.get("threat"),

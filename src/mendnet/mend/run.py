@@ -118,6 +118,16 @@ class MendResult:
     parts: dict[str, int]
     candidate_models: dict[str, Classifier] = field(default_factory=dict)
 
+    def measured(
+        self, original: Classifier, measure: Callable[[Classifier], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Every model of the run measured once by `measure` (only after the decision, e.g. on a test set
+        for the report): "original" (`original`, the untouched model), "candidates" (each candidate's)
+        and "kept" (one of those)."""
+        before = measure(original)
+        each = {name: measure(m) for name, m in self.candidate_models.items()}
+        return {"original": before, "kept": each.get(self.decision.chosen, before), "candidates": each}
+
     def record(self) -> dict[str, Any]:
         """What model.json and the report keep of the run."""
         return {
