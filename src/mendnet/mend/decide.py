@@ -38,11 +38,12 @@ class Score:
 @dataclass(frozen=True)
 class Rule:
     """acc_tolerance: with a flagged label, a candidate qualifies within this much of the best validation
-    accuracy (fraction; 1 point). clean_tolerance: with nothing flagged, within this much of the untouched
+    accuracy (fraction; 3 points, chosen on the validation split over 1 point: docs/benchmarks.md
+    `mend_rescore_probe`). clean_tolerance: with nothing flagged, within this much of the untouched
     model's (0.5 point: a clean model must not be damaged). min_gain: a candidate replaces the model only
     if it lowers the worst proxy ASR by at least this much (10 points)."""
 
-    acc_tolerance: float = 0.01
+    acc_tolerance: float = 0.03
     clean_tolerance: float = 0.005
     min_gain: float = 0.10
 
@@ -71,7 +72,7 @@ def decide(original: Score, candidates: list[Score], flagged: bool, rule: Rule =
     least `min_gain`."""
     if flagged:
         floor = max(s.acc for s in [original, *candidates]) - rule.acc_tolerance
-        basis = f"within {100 * rule.acc_tolerance:g} point of the best validation accuracy"
+        basis = f"within {100 * rule.acc_tolerance:g} points of the best validation accuracy"
     else:
         floor = original.acc - rule.clean_tolerance
         basis = (
