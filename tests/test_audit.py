@@ -150,6 +150,11 @@ def test_load_model_forms(backdoored, tmp_path):
         load_model(str(tmp_path / "nothing"), None, ref)
 
 
+def test_a_missing_weights_file_is_named_missing_before_any_other_complaint(tmp_path):
+    with pytest.raises(MendnetError, match=r"weights file .*nothing\.safetensors is missing"):
+        load_model(str(tmp_path / "nothing.safetensors"), None, None)
+
+
 def test_audit_command_on_a_weights_file(backdoored, tmp_path, capsys):
     """The command end to end with tiny settings (checks the files and the saved model, not detection)."""
     from safetensors.torch import save_file

@@ -32,6 +32,8 @@ def load_model(model: str | Path, arch: str | None = None, data: DataRef | None 
             art.meta["data"] = data.to_json()
         return art
     if path.suffix in WEIGHT_SUFFIXES or path.is_file():
+        if not path.is_file():
+            raise MendnetError(f"weights file {path} is missing")
         if arch is None or data is None:
             raise MendnetError(f"a weights file ({path.name}) needs --arch and --data")
         net_arch, weights = arch, path
