@@ -39,9 +39,9 @@ class Score:
 class Rule:
     """acc_tolerance: with a flagged label, a candidate qualifies within this much of the best validation
     accuracy (fraction; 3 points, chosen on the validation split over 1 point: docs/benchmarks.md
-    `mend_rule_probe`, `mend_rescore_probe`). clean_tolerance: with nothing flagged, within this much of the untouched
-    model's (0.5 point: a clean model must not be damaged). min_gain: a candidate replaces the model only
-    if it lowers the worst proxy ASR by at least this much (10 points)."""
+    `mend_rule_probe`, `mend_rescore_probe`). clean_tolerance: with nothing flagged, within this much of
+    the untouched model's (0.5 point: a clean model must not be damaged). min_gain: a candidate replaces
+    the model only if it lowers the worst proxy ASR by at least this much (10 points)."""
 
     acc_tolerance: float = 0.03
     clean_tolerance: float = 0.005
