@@ -21,6 +21,7 @@ from mendnet.cli import app, main
 from mendnet.cli.train import typed_attack_params
 from mendnet.data import catalog, download
 from mendnet.data.download import Remote, Source
+from mendnet.errors import MendnetError
 from mendnet.models import ModelSpec, build_classifier
 
 UNWRITABLE = Path("/proc/mendnet-test-out")  # no process can create files in /proc, root included
@@ -173,12 +174,29 @@ def test_eval_weights_with_a_raising_factory(art, failing_factory, tmp_path, cap
         (["--candidates", "fst,nope"], ("unknown candidate nope",)),
         (["--val-share", "1.5"], ("val_share",)),
         (["--candidates", ","], ("at least one candidate",)),
+        (["--acc-tolerance", "150"], ("--acc-tolerance", "[0, 100] points")),
+        (["--acc-tolerance", "nan"], ("--acc-tolerance",)),
     ],
 )
 def test_mend_refuses_impossible_settings_before_work(art, tmp_path, capsys, extra, words):
     code, _, err = run_cli(capsys, "mend", art, "--out", tmp_path / "m", *extra)
     assert_one_line_error(code, err, *words)
     assert not (tmp_path / "m").exists()
+
+
+def test_mend_takes_its_accuracy_tolerance_in_points(art, tmp_path, capsys, monkeypatch):
+    from mendnet.cli import mend as mend_command
+
+    seen = []
+
+    def stop(art, config, **kwargs):
+        seen.append(config)
+        raise MendnetError("stopped after the settings")
+
+    monkeypatch.setattr(mend_command, "mend_artefact", stop)
+    code, _, err = run_cli(capsys, "mend", art, "--out", tmp_path / "m", "--acc-tolerance", "1.5")
+    assert_one_line_error(code, err, "stopped after the settings")
+    assert seen[0].rule.acc_tolerance == pytest.approx(0.015) and seen[0].rule.clean_tolerance == 0.005
 
 
 def test_audit_of_a_raising_factory(failing_factory, tmp_path, capsys):

@@ -22,6 +22,7 @@ from mendnet.errors import MendnetError
 from mendnet.jobs.load import load_model
 from mendnet.jobs.mend import mend_artefact
 from mendnet.jobs.outcome import write_outcome
+from mendnet.mend.decide import Rule
 from mendnet.mend.run import DEFAULT_CANDIDATES, MendConfig
 from mendnet.registry import REPAIRS
 
@@ -67,6 +68,16 @@ def add_mend_parser(sub: argparse._SubParsersAction) -> None:
     for name, text in SCAN_FLAGS.items():
         default = getattr(d, name)
         p.add_argument(flag(name), type=int, default=default, metavar="N", help=f"{text} ({default})")
+    tolerance = 100 * d.rule.acc_tolerance
+    p.add_argument(
+        "--acc-tolerance",
+        type=float,
+        default=tolerance,
+        metavar="POINTS",
+        help="with a flagged label, a candidate qualifies only within this many points of the best "
+        f"validation accuracy ({tolerance:g}, chosen on the validation split: docs/benchmarks.md "
+        "mend_rule_probe); a clean-looking model keeps its own 0.5-point bar",
+    )
     p.add_argument(
         "--no-evaluate",
         dest="evaluate",
@@ -82,7 +93,10 @@ def cmd_mend(args: argparse.Namespace) -> None:
     check_out(out, args.force)
     candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
     scan = {name: getattr(args, name) for name in SCAN_FLAGS}
-    config = MendConfig(candidates=candidates, val_share=args.val_share, **scan)
+    if not 0 <= args.acc_tolerance <= 100:
+        raise MendnetError(f"--acc-tolerance must lie in [0, 100] points, got {args.acc_tolerance:g}")
+    rule = Rule(acc_tolerance=args.acc_tolerance / 100)
+    config = MendConfig(candidates=candidates, val_share=args.val_share, rule=rule, **scan)
     art = load_model(args.model, args.arch, data_ref(args) if args.data else None)
     if "data" not in art.meta:
         raise MendnetError(f"{args.model} records no data set; pass --data")
