@@ -30,7 +30,7 @@ def test_flagged_model_takes_the_lowest_proxy_within_three_points_of_the_best_ac
     assert d.chosen == "c" and d.qualified == ["a", "c"]
     assert "within 3 points of the best" in d.reason
     strict = decide(original, candidates, flagged=True, rule=Rule(acc_tolerance=0.01))
-    assert strict.chosen == "c" and strict.qualified == ["c"]
+    assert strict.chosen == "c" and strict.qualified == ["c"] and "within 1 point of" in strict.reason
 
 
 def test_unflagged_model_keeps_candidates_within_half_a_point_of_itself():

@@ -72,7 +72,8 @@ def decide(original: Score, candidates: list[Score], flagged: bool, rule: Rule =
     least `min_gain`."""
     if flagged:
         floor = max(s.acc for s in [original, *candidates]) - rule.acc_tolerance
-        basis = f"within {100 * rule.acc_tolerance:g} points of the best validation accuracy"
+        points = f"{100 * rule.acc_tolerance:g}"
+        basis = f"within {points} point{'' if points == '1' else 's'} of the best validation accuracy"
     else:
         floor = original.acc - rule.clean_tolerance
         basis = (
