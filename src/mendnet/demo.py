@@ -33,7 +33,7 @@ ATTENTION_IMAGES = 4
 @dataclass(frozen=True)
 class DemoConfig:
     """The demo's settings. The backdoored model trains 5 epochs, the most that fits the demo's
-    10-minute budget on 2 CPU cores (training took 360–440 s on this machine type); it is a budget, not
+    10-minute budget on 2 CPU cores (training took 272–440 s on this machine type); it is a budget, not
     a setting chosen by any repair's result.
 
     NAD runs the paper's schedule (20 epochs, the first 2 at `nad_lr`, then the authors' fixed 0.01)
