@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -142,7 +144,8 @@ def test_candidates_that_use_a_trigger_get_the_scans(tmp_path):
     lancet = cfg.candidate_config("lancet-finetune", path, 3)
     assert (lancet.trigger, lancet.label) == (str(path), 3)
     assert cfg.candidate_config("neural-cleanse", path, 3).trigger == str(path)
-    assert cfg.candidate_config("fst", path, 3) == type(cfg.candidate_config("fst", path, 3))()
+    fst_cfg = cfg.candidate_config("fst", path, 3)
+    assert fst_cfg == dataclasses.replace(type(fst_cfg)(), lr=cfg.fst_lr) and fst_cfg.lr != type(fst_cfg)().lr
     nad_cfg = cfg.candidate_config("nad", path, 3)
     assert (nad_cfg.lr, nad_cfg.teacher_init) == (cfg.nad_lr, cfg.nad_teacher)
 

@@ -33,7 +33,7 @@ from mendnet.mend.decide import ORIGINAL, Decision, Rule, Score, decide
 from mendnet.mend.scan import Scan, scan
 from mendnet.models import Classifier
 from mendnet.registry import REPAIRS
-from mendnet.repair import nad
+from mendnet.repair import fst, nad
 from mendnet.repair.context import RepairContext
 
 DEFAULT_CANDIDATES = ("fst", "nad", "lancet-finetune", "fineprune")
@@ -54,7 +54,9 @@ class MendConfig:
     (`refine_triggers`), so that a candidate repaired against the scan's trigger is not scored with that
     same trigger (docs/methods.md §10). rule: the selection rule (`decide.Rule`).
     nad_lr, nad_teacher: NAD's candidate settings (the demo's, chosen on the validation split:
-    docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's)."""
+    docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's). fst_lr: FST's candidate lr
+    (0.04, chosen on the validation split over the release's 0.01, 0.02 and smaller lrs:
+    `mend_fst_probe`, `mend_fst_lr_probe`; the `fst` method keeps the release's)."""
 
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     val_share: float = 0.2
@@ -67,6 +69,7 @@ class MendConfig:
     rule: Rule = field(default_factory=Rule)
     nad_lr: float = 0.045
     nad_teacher: str = "finetune-student"
+    fst_lr: float = 0.04
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.candidates if c not in REPAIRS]
@@ -90,11 +93,13 @@ class MendConfig:
         )
 
     def candidate_config(self, name: str, trigger_file: Path, label: int) -> Any:
-        """The config mend runs candidate `name` with: the method's defaults, NAD's validation-chosen
-        settings, and, for a method that declares `uses_trigger`, the scan's reversed triggers (and the
-        suspect `label` when its config takes one)."""
+        """The config mend runs candidate `name` with: the method's defaults, NAD's and FST's
+        validation-chosen settings, and, for a method that declares `uses_trigger`, the scan's reversed
+        triggers (and the suspect `label` when its config takes one)."""
         if name == "nad":
             return nad.Config(lr=self.nad_lr, teacher_init=self.nad_teacher)
+        if name == "fst":
+            return fst.Config(lr=self.fst_lr)
         method = REPAIRS[name]
         if not method.uses_trigger:
             return method.config()
