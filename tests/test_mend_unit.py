@@ -132,8 +132,13 @@ def test_mend_runs_end_to_end_and_records_every_step():
     # rescoring: every score's proxy comes from triggers reversed again, the scan's trigger's beside it
     suspects = {str(k) for k in out.scan.suspects}
     assert all(set(s["proxy"]) == set(s["scan_proxy"]) == suspects for s in record["scores"])
-    table = next(b for b in sections(record, {}, list("abcdefghij"))[1].blocks if isinstance(b, Table))
-    assert f"scan trigger's ASR, label {out.scan.suspects[0]}" in table.header
+    tables = [b for b in sections(record, {}, list("abcdefghij"))[1].blocks if isinstance(b, Table)]
+    assert f"scan trigger's ASR, label {out.scan.suspects[0]}" in tables[0].header
+    # each candidate's settings are recorded (the trigger's temporary path left out) and reported
+    assert record["candidates"]["fst"]["settings"]["lr"] == cfg.fst_lr
+    assert "trigger" not in record["candidates"]["lancet-finetune"]["settings"]
+    assert [row[0] for row in tables[1].rows] == ["fst", "fineprune", "lancet-finetune"]
+    assert f"lr {cfg.fst_lr}" in tables[1].rows[0][1]
 
 
 def test_candidates_that_use_a_trigger_get_the_scans(tmp_path):

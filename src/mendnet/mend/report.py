@@ -16,6 +16,11 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    """A candidate's settings as one line: `name value` pairs in the config's order."""
+    return ", ".join(f"{k} {v}" for k, v in settings.items())
+
+
 def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: list[str]) -> list[Section]:
     """Decision, candidates' validation scores, scan, seconds (and test figures when recorded)."""
     suspects = record["suspects"]
@@ -80,6 +85,14 @@ def sections(record: dict[str, Any], files: dict[str, bytes | str], classes: lis
     for name, c in record["candidates"].items():
         if "error" in c:
             scores.blocks.append(f"`{name}` could not run: {c['error']}")
+    settings = [
+        [name, settings_text(c["settings"])] for name, c in record["candidates"].items() if "settings" in c
+    ]
+    if settings:
+        scores.blocks += [
+            "Each candidate's settings (the scan's reversed trigger goes to those that take one):",
+            Table(["candidate", "settings"], settings),
+        ]
     scan = record["scan"]
     flagged = set(record["flagged"])
     stopped = set(scan["stopped_by_focus"])

@@ -16,7 +16,7 @@ import copy
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -288,18 +288,22 @@ def mend(
         trigger_file.write_bytes(found.triggers.to_bytes())
         for name in config.candidates:
             cfg = config.candidate_config(name, trigger_file, found.suspects[0])
+            settings = {k: v for k, v in asdict(cfg).items() if k != "trigger"}  # a temporary file
             say(f"mend: candidate {name}")
             t = time.perf_counter()
             try:
                 result = REPAIRS[name].run(net, ctx, cfg)
             except MendnetError as e:
                 seconds[name] = time.perf_counter() - t
-                records[name] = {"error": str(e)}
+                records[name] = {"error": str(e), "settings": settings}
                 say(f"mend: candidate {name} could not run: {e}")
                 continue
             seconds[name] = time.perf_counter() - t
             models[name] = result.model.to(device).eval()
-            records[name] = {"info": {k: v for k, v in result.info.items() if k != "changed_indices"}}
+            records[name] = {
+                "info": {k: v for k, v in result.info.items() if k != "changed_indices"},
+                "settings": settings,
+            }
             say(f"mend: candidate {name} done in {seconds[name]:.0f} s")
     t = time.perf_counter()
     if config.rescore_epochs:
