@@ -322,13 +322,19 @@ def ray_or_fail():
     return ray
 
 
-def test_ray_gives_the_same_results_as_local(local_runs, tmp_path):
+def test_ray_gives_the_same_results_as_local(local_runs, tmp_path, capsys):
     ray_or_fail()
     recipe, out, _, _, second = local_runs
     # the first seed's half of the grid (a cell's identity does not depend on the other seeds)
     recipe = replace(recipe, grid=replace(recipe.grid, seeds=recipe.grid.seeds[:1]))
-    summary = run_bench(recipe, tmp_path / "ray", engine="ray", progress=False)
+    summary = run_bench(recipe, tmp_path / "ray", engine="ray")
     ids = [c.id for c in enumerate_cells(recipe)]
+    said = capsys.readouterr().err  # the start, each base as it is trained, each cell as it finishes
+    bases_trained = {c.base.id for c in enumerate_cells(recipe)}
+    assert f"{len(ids)} cells to compute, 0 already finished" in said
+    assert f"ray: {len(bases_trained)} base models to train and {len(ids)} cells" in said
+    assert all(f"ray: base {b} trained" in said for b in bases_trained)
+    assert said.count(f"/{len(ids)}] ") == len(ids)
     assert sorted(summary.computed) == sorted(ids) and len(ids) == CELLS // 2
     local = {r["id"]: (without_seconds(r), r["source"]) for r in second.records if r["id"] in ids}
     remote = {r["id"]: (without_seconds(r), r["source"]) for r in summary.records}

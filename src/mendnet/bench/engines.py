@@ -9,6 +9,7 @@ else from the store."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,7 @@ def run_ray(
     keep: set[Cell],
     report: Report,
     address: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> None:
     """Compute `todo` as Ray tasks (each with `recipe.run.threads` CPUs, one GPU on a CUDA device): one
     task per missing base (depending on the tasks or stored files of its attacker's and clean row's
@@ -125,7 +127,8 @@ def run_ray(
     whose output it takes (or their stored outputs).
     Results come back to this process, which writes them (and the outputs of the cells in `keep`), so
     workers need no shared folder. Starts a local Ray instance unless one is running or `address` names a
-    cluster, and stops only one it started."""
+    cluster, and stops only one it started. `say` gets a line when the run starts and as each base model
+    is trained (the workers' own progress stays in Ray's logs)."""
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
@@ -177,6 +180,13 @@ def run_ray(
             output_refs[cell] = output_ref
             jobs[record_ref] = ("cell", cell, output_ref)
         pending = list(jobs)
+        bases = sum(kind == "base" for kind, _, _ in jobs.values())
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        say(
+            f"ray: {bases} base models to train and {len(todo)} cells, "
+            f"{recipe.run.threads} CPU each, {cpus} CPUs"
+        )
+        start = time.perf_counter()
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             kind, what, output_ref = jobs[ready[0]]
@@ -189,6 +199,7 @@ def run_ray(
                 raise
             if kind == "base":
                 store.write_base(what, value)
+                say(f"ray: base {what.id} trained ({time.perf_counter() - start:.0f} s into the run)")
                 continue
             if output is not None:
                 store.write_cell_output(what, output)

@@ -81,10 +81,15 @@ def run_bench(
             console.print(f"[{len(summary.computed)}/{total}] {cell.id}: {shown} ({seconds:.0f} s)")
 
     keep = {taken for c in cells for taken in c.takes}  # models and triggers other cells take
+    if progress:
+        left = f", {len(summary.missing)} left for a later run (--max-cells)" if summary.missing else ""
+        console.print(f"{recipe.name}: {total} cells to compute, {len(plan.skipped)} already finished{left}")
     if todo:
         resolve_device(recipe.run.device)  # an unknown or absent device is refused before any cell
         if engine == "ray":
-            run_ray(recipe, store, todo, keep, report, ray_address)
+            run_ray(
+                recipe, store, todo, keep, report, ray_address, say=console.print if progress else say_nothing
+            )
         else:
             run_local(recipe, store, todo, keep, report, progress)
     summary.records = [r for c in cells if (r := store.record(recipe, c)) is not None]
@@ -92,6 +97,10 @@ def run_bench(
     summary.seconds = time.perf_counter() - start
     write_results(recipe, store.root, summary.records, len(cells), store.code, stale)
     return summary
+
+
+def say_nothing(_: str) -> None:
+    """A `say` that prints nothing (--quiet)."""
 
 
 def evaluated_on(run: RunSettings) -> str:
