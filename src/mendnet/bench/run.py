@@ -81,11 +81,12 @@ def run_bench(
             console.print(f"[{len(summary.computed)}/{total}] {cell.id}: {shown} ({seconds:.0f} s)")
 
     keep = {taken for c in cells for taken in c.takes}  # models and triggers other cells take
+    if todo:
+        resolve_device(recipe.run.device)  # an unknown or absent device is refused before any cell
     if progress:
         left = f", {len(summary.missing)} left for a later run (--max-cells)" if summary.missing else ""
         console.print(f"{recipe.name}: {total} cells to compute, {len(plan.skipped)} already finished{left}")
     if todo:
-        resolve_device(recipe.run.device)  # an unknown or absent device is refused before any cell
         if engine == "ray":
             run_ray(
                 recipe, store, todo, keep, report, ray_address, say=console.print if progress else say_nothing
