@@ -18,6 +18,7 @@ from mendnet.bench.recipe import Recipe
 from mendnet.bench.store import BenchStore
 from mendnet.bench.work import run_cell, train_base
 from mendnet.errors import MendnetError
+from mendnet.progress import console
 
 Report = Callable[[Cell, dict], None]
 
@@ -119,7 +120,7 @@ def run_ray(
     keep: set[Cell],
     report: Report,
     address: str | None = None,
-    say: Callable[[str], None] = lambda _: None,
+    progress: bool = False,
 ) -> None:
     """Compute `todo` as Ray tasks (each with `recipe.run.threads` CPUs, one GPU on a CUDA device): one
     task per missing base (depending on the tasks or stored files of its attacker's and clean row's
@@ -127,8 +128,13 @@ def run_ray(
     whose output it takes (or their stored outputs).
     Results come back to this process, which writes them (and the outputs of the cells in `keep`), so
     workers need no shared folder. Starts a local Ray instance unless one is running or `address` names a
-    cluster, and stops only one it started. `say` gets a line when the run starts and as each base model
-    is trained (the workers' own progress stays in Ray's logs)."""
+    cluster, and stops only one it started. With `progress`, a line when the run starts and as each base
+    model is trained (the workers' own progress stays in Ray's logs)."""
+
+    def say(text: str) -> None:
+        if progress:
+            console.print(text)
+
     ray = import_ray()
     started = not ray.is_initialized()
     if started:

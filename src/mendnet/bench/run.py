@@ -88,9 +88,7 @@ def run_bench(
         console.print(f"{recipe.name}: {total} cells to compute, {len(plan.skipped)} already finished{left}")
     if todo:
         if engine == "ray":
-            run_ray(
-                recipe, store, todo, keep, report, ray_address, say=console.print if progress else say_nothing
-            )
+            run_ray(recipe, store, todo, keep, report, ray_address, progress)
         else:
             run_local(recipe, store, todo, keep, report, progress)
     summary.records = [r for c in cells if (r := store.record(recipe, c)) is not None]
@@ -98,10 +96,6 @@ def run_bench(
     summary.seconds = time.perf_counter() - start
     write_results(recipe, store.root, summary.records, len(cells), store.code, stale)
     return summary
-
-
-def say_nothing(_: str) -> None:
-    """A `say` that prints nothing (--quiet)."""
 
 
 def evaluated_on(run: RunSettings) -> str:

@@ -76,7 +76,7 @@ def add_mend_parser(sub: argparse._SubParsersAction) -> None:
         metavar="POINTS",
         help="with a flagged label, a candidate qualifies only within this many points of the best "
         f"validation accuracy ({tolerance:g}, chosen on the validation split: docs/benchmarks.md "
-        "mend_rule_probe); a clean-looking model keeps its own 0.5-point bar",
+        "mend_rule_probe, mend_rescore_probe); a clean-looking model keeps its own 0.5-point bar",
     )
     p.add_argument(
         "--no-evaluate",
