@@ -217,6 +217,60 @@ def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("mendnet: error: recipe")
 
 
+# A grid with a base that cannot be made: no 30-px Trojan patch fits a 28×28 image, so the Trojan base
+# fails when it is planted on the clean row's model; the clean and BadNets cells must still be computed.
+FAILING = """
+name = "failing"
+title = "A grid with a base that fails"
+[grid]
+data = ["fashion-mnist"]
+models = ["small-cnn"]
+attacks = ["none", "badnets", "trojan"]
+repairs = ["finetune"]
+seeds = [0]
+[run]
+train_subset = 600
+test_images = 200
+clean_fraction = 0.005
+attacker_model = "clean"
+[train]
+epochs = 1
+batch_size = 64
+lr = 0.05
+[poison]
+rate = 0.2
+[attack.trojan]
+size = 30
+steps = 1
+[repair.finetune]
+epochs = 1
+"""
+TROJAN_CAUSE = (
+    "base fashion-mnist--small-cnn--trojan--s0: trojan: a 30px patch with margin 1 does not fit 28×28"
+)
+
+
+def test_a_failed_base_leaves_the_other_cells_computed_and_is_one_error(tmp_path, capsys):
+    recipe_file, out = tmp_path / "failing.toml", tmp_path / "out"
+    recipe_file.write_text(FAILING)
+    ids = [c.id for c in enumerate_cells(recipe_from(FAILING))]
+    trojan = [i for i in ids if "--trojan--" in i]
+    assert main(["bench", str(recipe_file), "--out", str(out)]) == 2
+    said = capsys.readouterr()
+    error = said.err.strip().splitlines()[-1]
+    assert error == f"mendnet: error: 2 cell(s) not computed: {TROJAN_CAUSE}; the others are in {out}"
+    progress = " ".join(said.err.split())  # the progress console wraps long lines
+    assert all(f"{i}: not computed ({TROJAN_CAUSE})" in progress for i in trojan)
+    assert "4 cells computed, 0 already finished, 2 failed, 0 left" in said.out
+    finished = sorted(p.stem for p in (out / "cells").iterdir())
+    assert finished == sorted(i for i in ids if i not in trojan) and len(finished) == 4
+    assert "--trojan--" not in (out / "results.csv").read_text()
+    # nothing of the failed cells was stored: a second run tries them again and computes nothing else
+    again = run_bench(recipe_from(FAILING), out, progress=False)
+    assert again.computed == [] and sorted(again.failed) == sorted(trojan) and len(again.skipped) == 4
+    assert set(again.failed.values()) == {TROJAN_CAUSE}
+
+
 def test_device_option_overrides_the_recipes_and_is_quoted(local_runs, tmp_path, capsys):
     _, out, _, _, _ = local_runs
     recipe_file = tmp_path / "tiny.toml"
@@ -345,6 +399,16 @@ def test_ray_gives_the_same_results_as_local(local_runs, tmp_path, capsys):
     for base in bases:  # bit-identical trained models
         mine = (tmp_path / "ray" / "models" / base / "model.safetensors").read_bytes()
         assert mine == (out / "models" / base / "model.safetensors").read_bytes(), base
+
+
+def test_ray_leaves_out_the_cells_of_a_failed_base(tmp_path):
+    ray_or_fail()
+    # the failing grid's clean row and Trojan base only (the smallest grid with a base that fails)
+    text = FAILING.replace('"none", "badnets", "trojan"', '"none", "trojan"').replace('"finetune"', "")
+    recipe = recipe_from(text.replace("[repair.finetune]\nepochs = 1\n", ""))
+    summary = run_bench(recipe, tmp_path / "ray", engine="ray", progress=False)
+    assert summary.computed == ["fashion-mnist--small-cnn--none--s0--none"]
+    assert summary.failed == {"fashion-mnist--small-cnn--trojan--s0--none": TROJAN_CAUSE}
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parent.parent.glob("recipes/*.toml")))

@@ -5,7 +5,12 @@ record), so a stopped run loses only the work in flight. A base made with other 
 attacker, which plants it; the clean row's, which its clean_asr is measured on: `cells.given_bases`) is
 trained after them and gets their files. A cell that takes another cell's output (its source's
 model, its trigger cell's reversed trigger) gets those files: from the cell computed in the same run,
-else from the store."""
+else from the store.
+
+A base or cell that fails with a MendnetError (a trigger that cannot be planted on one seed's model)
+does not stop the run: it is reported to `fail` with its cause, the cells that need it are reported
+with the same cause and not run, and every other cell is computed. Nothing of the failed ones is
+stored, so a later run tries them again."""
 
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ from mendnet.errors import MendnetError
 from mendnet.progress import console
 
 Report = Callable[[Cell, dict], None]
+Failure = Callable[[str, str], None]
+"""Called with a failed cell's id and the cause (the id of the base or cell that failed first, and its
+error)."""
 
 
 def stored_output(recipe: Recipe, store: BenchStore, cell: Cell) -> dict[str, bytes] | None:
@@ -51,27 +59,46 @@ def needed_bases(recipe: Recipe, todo: list[Cell]) -> list[BaseKey]:
     return list(out)
 
 
+class Blocked(Exception):
+    """A cell cannot run: a base or cell it needs failed (`cause` names which, and its error)."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
 def run_local(
-    recipe: Recipe, store: BenchStore, todo: list[Cell], keep: set[Cell], report: Report, progress: bool
+    recipe: Recipe,
+    store: BenchStore,
+    todo: list[Cell],
+    keep: set[Cell],
+    report: Report,
+    fail: Failure,
+    progress: bool,
 ) -> None:
     """Compute `todo` in order in this process, training (or loading) each base once (an attacker's or
     the clean row's base before the bases made with its model); the outputs of the cells in `keep` are
-    stored (other cells take them)."""
+    stored (other cells take them). A base that fails is not tried again in this run."""
     held: dict[BaseKey, dict[str, bytes]] = {}
     made: dict[Cell, dict[str, bytes]] = {}
+    failed: dict[BaseKey | Cell, str] = {}  # what failed in this run → the cause
 
     def files_of(base: BaseKey) -> dict[str, bytes]:
+        if base in failed:
+            raise Blocked(failed[base])
         if base not in held:
             files = store.base_files(recipe, base)
             if files is None:
                 attacker, clean = attacker_of(recipe, base), clean_row_of(recipe, base)
-                files = train_base(
-                    recipe,
-                    base,
-                    files_of(attacker) if attacker is not None else None,
-                    files_of(clean) if clean is not None else None,
-                    progress,
-                )
+                try:
+                    given = [files_of(b) if b is not None else None for b in (attacker, clean)]
+                    files = train_base(recipe, base, *given, progress)
+                except Blocked as e:
+                    failed[base] = e.cause
+                    raise
+                except MendnetError as e:
+                    failed[base] = f"base {base.id}: {e}"
+                    raise Blocked(failed[base]) from None
                 store.write_base(base, files)
             held[base] = files
         return held[base]
@@ -79,6 +106,8 @@ def run_local(
     def taken(cell: Cell | None) -> dict[str, bytes] | None:
         if cell is None:
             return None
+        if cell in failed:
+            raise Blocked(failed[cell])
         return made[cell] if cell in made else stored_output(recipe, store, cell)
 
     for cell in todo:
@@ -86,17 +115,25 @@ def run_local(
             del held[base]  # cells come grouped by base: keep only what this cell needs in memory
         for other in [c for c in made if c.base != cell.base]:
             del made[other]
-        teacher = files_of(cell.teacher) if cell.teacher is not None else None
-        record, output = run_cell(
-            recipe,
-            cell,
-            files_of(cell.base),
-            teacher,
-            taken(cell.source),
-            taken(cell.trigger),
-            cell in keep,
-            progress,
-        )
+        try:
+            teacher = files_of(cell.teacher) if cell.teacher is not None else None
+            record, output = run_cell(
+                recipe,
+                cell,
+                files_of(cell.base),
+                teacher,
+                taken(cell.source),
+                taken(cell.trigger),
+                cell in keep,
+                progress,
+            )
+        except Blocked as e:
+            failed[cell] = e.cause
+        except MendnetError as e:
+            failed[cell] = f"cell {cell.id}: {e}"
+        if cell in failed:
+            fail(cell.id, failed[cell])
+            continue
         if output is not None:
             store.write_cell_output(cell, output)
         if cell in keep:
@@ -119,6 +156,7 @@ def run_ray(
     todo: list[Cell],
     keep: set[Cell],
     report: Report,
+    fail: Failure,
     address: str | None = None,
     progress: bool = False,
 ) -> None:
@@ -193,6 +231,7 @@ def run_ray(
             f"{recipe.run.threads} CPU each, {cpus} CPUs"
         )
         start = time.perf_counter()
+        broken: dict[BaseKey | Cell, str] = {}  # what failed → the cause
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             kind, what, output_ref = jobs[ready[0]]
@@ -200,9 +239,16 @@ def run_ray(
                 value = ray.get(ready[0])
                 output = ray.get(output_ref) if kind == "cell" and what in keep else None
             except ray.exceptions.RayTaskError as e:
-                if isinstance(e.cause, MendnetError):
-                    raise MendnetError(str(e.cause)) from None
-                raise
+                if not isinstance(e.cause, MendnetError):
+                    raise
+                if kind == "base":
+                    broken[what] = f"base {what.id}: {e.cause}"
+                    say(f"ray: base {what.id} failed ({e.cause})")
+                else:  # its own error, or that of a base or cell it needs (Ray passes it on)
+                    needs = [broken.get(d) for d in (what.base, what.teacher, what.source, what.trigger)]
+                    broken[what] = next((n for n in needs if n), f"cell {what.id}: {e.cause}")
+                    fail(what.id, broken[what])
+                continue
             if kind == "base":
                 store.write_base(what, value)
                 say(f"ray: base {what.id} trained ({time.perf_counter() - start:.0f} s into the run)")

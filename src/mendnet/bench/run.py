@@ -31,12 +31,14 @@ from mendnet.progress import console
 @dataclass
 class BenchSummary:
     """What one run did: cells computed now (stale ones included), cells already finished with the
-    current code, stale cells kept (by keep_stale), cells left (by max_cells)."""
+    current code, stale cells kept (by keep_stale), cells left (by max_cells), cells that failed (id →
+    the cause: the base or cell that failed first, and its error; `engines`)."""
 
     computed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -54,7 +56,9 @@ def run_bench(
     """Compute every unfinished cell of `recipe` into `out` (at most `max_cells` of them) and write the
     results of all finished cells. engine: "local" (this process) or "ray". A finished cell computed by
     other code (mendnet.bench.code) is recomputed, or with `keep_stale` kept and marked stale; a cell
-    whose source cell is computed again is recomputed too (mendnet.bench.plan)."""
+    whose source cell is computed again is recomputed too (mendnet.bench.plan). A cell that fails, or
+    needs a base or cell that failed, is left out and listed in the summary's `failed`; the others are
+    computed (mendnet.bench.engines)."""
     if engine not in ("local", "ray"):
         raise MendnetError(f"unknown engine {engine!r}; choose local or ray")
     if max_cells is not None and max_cells < 0:
@@ -70,6 +74,9 @@ def run_bench(
         summary.missing = [c.id for c in rest]
     total = len(todo)
 
+    def counted() -> str:
+        return f"[{len(summary.computed) + len(summary.failed)}/{total}]"
+
     def report(cell: Cell, record: dict) -> None:
         summary.computed.append(cell.id)
         if progress:
@@ -78,7 +85,12 @@ def run_bench(
             refused = record["info"].get(REFUSED)
             shown = shown or (f"refused: {refused}" if refused is not None else "done")
             seconds = record["cell_seconds"]
-            console.print(f"[{len(summary.computed)}/{total}] {cell.id}: {shown} ({seconds:.0f} s)")
+            console.print(f"{counted()} {cell.id}: {shown} ({seconds:.0f} s)")
+
+    def fail(cell_id: str, cause: str) -> None:
+        summary.failed[cell_id] = cause
+        if progress:
+            console.print(f"{counted()} {cell_id}: not computed ({cause})")
 
     keep = {taken for c in cells for taken in c.takes}  # models and triggers other cells take
     if todo:
@@ -88,9 +100,9 @@ def run_bench(
         console.print(f"{recipe.name}: {total} cells to compute, {len(plan.skipped)} already finished{left}")
     if todo:
         if engine == "ray":
-            run_ray(recipe, store, todo, keep, report, ray_address, progress)
+            run_ray(recipe, store, todo, keep, report, fail, ray_address, progress)
         else:
-            run_local(recipe, store, todo, keep, report, progress)
+            run_local(recipe, store, todo, keep, report, fail, progress)
     summary.records = [r for c in cells if (r := store.record(recipe, c)) is not None]
     stale = [r["id"] for r in summary.records if not store.is_current(r)]
     summary.seconds = time.perf_counter() - start

@@ -162,7 +162,14 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if origin is not None:
         write_doc_section(recipe, out, args.doc, origin, args.section)
     kept = f", {len(summary.stale)} stale kept" if summary.stale else ""
+    failed = f", {len(summary.failed)} failed" if summary.failed else ""
     print(
-        f"{len(summary.computed)} cells computed, {len(summary.skipped)} already finished{kept}, "
+        f"{len(summary.computed)} cells computed, {len(summary.skipped)} already finished{kept}{failed}, "
         f"{len(summary.missing)} left ({summary.seconds:.0f} s) → {out}/results.csv, tables.md"
     )
+    if summary.failed:
+        causes = sorted(set(summary.failed.values()))
+        more = f" (and {len(causes) - 1} other cause(s), listed above)" if len(causes) > 1 else ""
+        raise MendnetError(
+            f"{len(summary.failed)} cell(s) not computed: {causes[0]}{more}; the others are in {out}"
+        )
