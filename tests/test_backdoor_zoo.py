@@ -359,6 +359,8 @@ def test_bad_input():
         poison(data, SIGTrigger(), mode="all-to-all", clean_label=True)
     with pytest.raises(MendnetError, match="rate"):
         plant(data, "trojan", rate=2.0)  # fails before asking for a clean model
+    with pytest.raises(MendnetError, match="does not fit"):
+        plant(data, "trojan", {"size": 30})  # no clean model given: the fit is checked before asking
     with pytest.raises(MendnetError, match="clean_label"):
         PoisonSpec("sig", params=(("clean_label", 0),), clean_label=True).labelling()
     assert set(TRIGGERS) == {"badnets", *ZOO}

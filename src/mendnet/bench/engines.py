@@ -241,10 +241,12 @@ def run_ray(
             except ray.exceptions.RayTaskError as e:
                 if not isinstance(e.cause, MendnetError):
                     raise
+                # its own error, or that of a base or cell it needs (Ray passes it on): name the first
                 if kind == "base":
-                    broken[what] = f"base {what.id}: {e.cause}"
-                    say(f"ray: base {what.id} failed ({e.cause})")
-                else:  # its own error, or that of a base or cell it needs (Ray passes it on)
+                    needs = [broken.get(d) for d in (attacker_of(recipe, what), clean_row_of(recipe, what))]
+                    broken[what] = next((n for n in needs if n), f"base {what.id}: {e.cause}")
+                    say(f"ray: base {what.id} failed ({broken[what]})")
+                else:
                     needs = [broken.get(d) for d in (what.base, what.teacher, what.source, what.trigger)]
                     broken[what] = next((n for n in needs if n), f"cell {what.id}: {e.cause}")
                     fail(what.id, broken[what])

@@ -56,12 +56,17 @@ def last_linear(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
+def check_fits(size: int, margin: int, h: int, w: int) -> None:
+    """A MendnetError unless a `size`-px patch `margin` pixels from the border fits an h×w image."""
+    if size + margin > min(h, w):
+        raise MendnetError(f"trojan: a {size}px patch with margin {margin} does not fit {h}×{w}")
+
+
 def stamp(x: torch.Tensor, patch: torch.Tensor, margin: int) -> torch.Tensor:
     """Paste `patch` (C×s×s, or 1×s×s for every channel) `margin` pixels from the bottom-right corner."""
     h, w = x.shape[-2:]
     s = patch.shape[-1]
-    if s + margin > min(h, w):
-        raise MendnetError(f"trojan: a {s}px patch with margin {margin} does not fit {h}×{w}")
+    check_fits(s, margin, h, w)
     out = x.clone()
     r0, c0 = h - margin - s, w - margin - s
     out[..., r0 : r0 + s, c0 : c0 + s] = patch
@@ -173,6 +178,7 @@ class TrojanTrigger:
             return trigger
         c, h, w = setup.train.shape
         size = trigger.size or default_patch_size(h, w)
+        check_fits(size, trigger.margin, h, w)  # before the clean model is asked for (it may be trained)
         model = setup.model("trojan").to(setup.device)
         layer = last_linear(model)
         gen = torch.Generator().manual_seed(setup.seed)
