@@ -23,12 +23,12 @@ better endpoint's (the endpoints evaluated as they are), `t_rule = "middle"` tak
 middle of the curve, t = 0.5 (ties to the larger t, the fine-tuned side), and `t_rule = "smallest"` the
 smallest. When no t qualifies, the most accurate t of the grid. "smallest" is the rule docs/methods.md first
 wrote down; "middle" is the default because it won the selection run on the validation split
-(docs/benchmarks.md `tune_defaults`, tuning seed 100, demo setting; rule fixed before the run: "smallest"
-unless "middle" lowers the validation ASR by more than 1 point): "smallest" took t = 0.1 and kept the
-backdoor (91.44% ACC, 100% ASR on the validation images), "middle" took t = 0.5 (90.84%, 5.83%), the
-paper's finding that the backdoor lives at the ends of the path, not its middle. It is no cure: with t
-chosen on clean data alone MCR kept much of the backdoor on other models (docs/benchmarks.md,
-`defense_table`).
+(docs/benchmarks.md `tune_nc_mcr`, tuning seed 100, demo setting; rule fixed before the run: "smallest"
+unless "middle" lowers the validation ASR by more than 1 point): "smallest" kept the backdoor (91.66% ACC,
+100% ASR on the validation images), "middle" 91.00% and 7.04% (the former `tune_defaults` script, on
+older code: t = 0.1 at 91.44% / 100%, t = 0.5 at 90.84% / 5.83%), the paper's finding that the
+backdoor lives at the ends of the path, not its middle. It is no cure: with t chosen on clean data alone
+MCR kept much of the backdoor on other models (docs/benchmarks.md, `defense_table`).
 
 Defaults of the curve training are the authors' release (IBM/model-sanitization, curve training of the
 backdoor experiments): 100 epochs, batch 128, SGD lr 0.01, momentum 0.9, weight decay 1e-4, random crop
