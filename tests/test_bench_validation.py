@@ -1,6 +1,6 @@
 """`mendnet bench` selection runs: `run.evaluate_on = "validation"` (models trained without the carved
 validation images, every figure measured on them, the test set never loaded) and `[select.NAME]` rules with
-their table (benchmarks/tune_defaults.py's parts as recipes, recipes/tune_*.toml)."""
+their table (recipes/tune_*.toml)."""
 
 from __future__ import annotations
 
@@ -139,7 +139,8 @@ def figures(*per_seed: tuple[float, float]) -> dict[int, dict[str, float]]:
     return {s: {"acc": a / 100, "asr": r / 100} for s, (a, r) in zip(SEEDS, per_seed, strict=True)}
 
 
-# docs/benchmarks.md section tune_defaults, part nad-seeds (val ACC / ASR % at seeds 100, 101, 102)
+# the former benchmarks/tune_defaults.py's run, part nad-seeds (val ACC / ASR % at seeds 100, 101, 102;
+# its docs section is in git history)
 NAD_FIGURES = {
     "paper": figures((78.68, 3.19), (82.26, 4.41), (82.28, 3.28)),
     "lr0.045": figures((88.74, 1.77), (89.52, 2.88), (89.94, 2.61)),

@@ -1,7 +1,8 @@
 """A recipe's selection rules (`[select.NAME]`): which of several repair columns becomes a default, chosen
 by a rule written down before the run from the columns' figures on the validation split
-(`run.evaluate_on = "validation"`; the test set chooses nothing), as benchmarks/tune_defaults.py's parts
-choose. `mendnet.bench.selection_table` shows every candidate's figures and the choice.
+(`run.evaluate_on = "validation"`; the test set chooses nothing): recipes/tune_nad.toml and
+recipes/tune_nc_mcr.toml choose the defaults that are not their papers'. `mendnet.bench.selection_table`
+shows every candidate's figures and the choice.
 
     [select.nad-lr]
     candidates = ["nad", "nad-lr0.045"]  # repair columns of the grid (at least two)

@@ -54,7 +54,7 @@ class MendConfig:
     (`refine_triggers`), so that a candidate repaired against the scan's trigger is not scored with that
     same trigger (docs/methods.md §10). rule: the selection rule (`decide.Rule`).
     nad_lr, nad_teacher: NAD's candidate settings (the demo's, chosen on the validation split:
-    docs/benchmarks.md `tune_defaults`; the `nad` method keeps the paper's). fst_lr: FST's candidate lr
+    docs/benchmarks.md `tune_nad`; the `nad` method keeps the paper's). fst_lr: FST's candidate lr
     (0.04, chosen on the validation split over the release's 0.01, 0.02 and smaller lrs:
     `mend_fst_probe`, `mend_fst_lr_probe`; the `fst` method keeps the release's)."""
 
