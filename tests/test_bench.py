@@ -151,6 +151,29 @@ def test_a_stopped_run_resumes_with_only_the_missing_cells(local_runs):
     assert third.computed == [] and len(third.skipped) == CELLS
 
 
+def test_another_recipe_with_other_settings_does_not_overwrite_a_folder(local_runs, tmp_path):
+    """Cells and base models are named without their settings, so a second recipe whose cells share
+    their names (a NAD column with another teacher lr) is refused in that folder before any work; the
+    same settings under another name reuse every cell."""
+    _, out, *_ = local_runs
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    other = recipe_from(
+        RECIPE.replace('name = "tiny"', 'name = "other"').replace("teacher_epochs = 1", "teacher_epochs = 2")
+    )
+    with pytest.raises(
+        MendnetError, match=r"holds the cell .*--nad of recipe tiny with other settings; .*another --out"
+    ):
+        run_bench(other, copy, progress=False)
+    trained = recipe_from(RECIPE.replace('name = "tiny"', 'name = "other"').replace("lr = 0.05", "lr = 0.04"))
+    with pytest.raises(MendnetError, match="of recipe tiny with other settings"):
+        run_bench(trained, copy, progress=False)
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    same = run_bench(recipe_from(RECIPE.replace('name = "tiny"', 'name = "same"')), copy, progress=False)
+    assert same.computed == [] and len(same.skipped) == CELLS
+
+
 def test_the_grid_has_real_results(local_runs):
     _, _, _, _, second = local_runs
     by_method = {}

@@ -14,7 +14,7 @@ from mendnet.artefact import atomic_write_bytes, atomic_write_json
 from mendnet.bench.cells import Cell, enumerate_cells
 from mendnet.bench.code import short_code
 from mendnet.bench.docs import Provenance, write_section
-from mendnet.bench.engines import run_local, run_ray
+from mendnet.bench.engines import needed_bases, run_local, run_ray
 from mendnet.bench.inputs import REFUSED
 from mendnet.bench.markdown import STALE
 from mendnet.bench.plan import plan_cells
@@ -69,6 +69,12 @@ def run_bench(
     plan = plan_cells(recipe, store, cells, keep_stale)
     summary = BenchSummary(skipped=plan.skipped, stale=plan.stale)
     todo = plan.todo
+    clash = store.clash(recipe, todo, needed_bases(recipe, todo))
+    if clash is not None:
+        raise MendnetError(
+            f"{out} holds the {clash} with other settings; running {recipe.name} there would overwrite "
+            "it: use another --out"
+        )
     if max_cells is not None:
         todo, rest = todo[:max_cells], todo[max_cells:]
         summary.missing = [c.id for c in rest]

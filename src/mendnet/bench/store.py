@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mendnet.artefact import atomic_output_dir, atomic_write_json, write_files
+from mendnet.artefact import META, atomic_output_dir, atomic_write_json, write_files
 from mendnet.bench.cells import BaseKey, Cell, base_spec, cell_spec
 from mendnet.bench.code import code_identity
 from mendnet.bench.inputs import REFUSED
 from mendnet.bench.recipe import Recipe
-from mendnet.bench.stored import BENCH_KEY, CODE_KEY, STAMPED, output_digest, read_folder
+from mendnet.bench.stored import BENCH_KEY, CODE_KEY, RECIPE_KEY, STAMPED, output_digest, read_folder
 
 CELLS = "cells"
 MODELS = "models"
@@ -51,6 +51,28 @@ class BenchStore:
         if not isinstance(record, dict) or record.get("spec") != cell_spec(recipe, cell):
             return None
         return record
+
+    def clash(self, recipe: Recipe, cells: list[Cell], bases: list[BaseKey]) -> str | None:
+        """The first stored cell record or base model among `cells` and `bases` that another recipe made
+        with other settings ("cell ID of recipe NAME"), or None. Files are named by cell and base alone,
+        so computing `recipe` here would overwrite it; a recipe's own records of other settings (an
+        edited recipe) are recomputed as usual."""
+        stored = [
+            *((f"cell {c.id}", self.cell_path(c), "spec", cell_spec(recipe, c), "recipe") for c in cells),
+            *(
+                (f"base model {b.id}", self.base_path(b) / META, BENCH_KEY, base_spec(recipe, b), RECIPE_KEY)
+                for b in bases
+            ),
+        ]
+        for what, path, spec_key, spec, recipe_key in stored:
+            try:
+                found = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            other = found.get(recipe_key) if isinstance(found, dict) else None
+            if other not in (None, recipe.name) and found.get(spec_key) != spec:
+                return f"{what} of recipe {other}"
+        return None
 
     def refused(self, recipe: Recipe, cell: Cell) -> bool:
         """Whether `cell` has a finished record of a refusal (a method that refused to run: no output)."""

@@ -19,6 +19,10 @@ BENCH_KEY = "bench"
 CODE_KEY = "bench_code"
 """The key of a stored folder's stamp that holds the code identity it was made with."""
 
+RECIPE_KEY = "bench_recipe"
+"""The key of a base model's stamp that holds the name of the recipe that trained it (cell records keep
+it as "recipe"): another recipe does not overwrite it with other settings (`BenchStore.clash`)."""
+
 STAMPED = (META, REPORT)
 """The files of a stored folder that may hold its BENCH_KEY and CODE_KEY: an artefact's model.json, a
 detect folder's detect.json (the first present one does)."""

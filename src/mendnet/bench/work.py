@@ -25,7 +25,7 @@ from mendnet.bench.kinds import KINDS
 from mendnet.bench.recipe import Recipe
 from mendnet.bench.robust_cells import robustify
 from mendnet.bench.run_settings import TEST, VALIDATION
-from mendnet.bench.stored import BENCH_KEY, CODE_KEY, load_files, output_digest, read_folder
+from mendnet.bench.stored import BENCH_KEY, CODE_KEY, RECIPE_KEY, load_files, output_digest, read_folder
 from mendnet.bench.taken_trigger import REPORT, taken_trigger
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
@@ -122,6 +122,7 @@ def train_base(
             outcome.metrics.update(row_metrics(recipe, base, outcome, sets, clean_files, Path(tmp) / "clean"))
         outcome.meta[BENCH_KEY] = base_spec(recipe, base)
         outcome.meta[CODE_KEY] = code_identity()
+        outcome.meta[RECIPE_KEY] = recipe.name
         write_artefact(Path(tmp) / "base", outcome.model, outcome.meta, outcome.metrics)
         return read_folder(Path(tmp) / "base")
 
@@ -298,6 +299,7 @@ def run_cell(
         trigger = {"cell": cell.trigger.id, "digest": output_digest(trigger_files), **taken.record(config)}
     record = {
         "id": cell.id,
+        "recipe": recipe.name,
         **cell.key(),
         "kind": cell.kind,
         "metrics": flat_metrics(metrics),

@@ -27,7 +27,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "seeds; see recipes/). Each finished cell is saved as cells/ID.json in the output folder and "
         "skipped when the run is repeated with the same settings and the same code (package version and "
         "source hash); a cell computed by other code is recomputed, or kept and marked stale (†) with "
-        "--keep-stale. results.csv, results.json and tables.md (mean ± std over seeds) cover every "
+        "--keep-stale. A folder holding another recipe's cells or models of the same names with other "
+        "settings is refused (they would be overwritten): give each such recipe its own --out. "
+        "results.csv, results.json and tables.md (mean ± std over seeds) cover every "
         "finished cell. With --summary instead of a recipe: the one-screen summary of results folders (per "
         "backdoored row the best repair, per robustness method its AutoAttack accuracy).",
     )
