@@ -8,8 +8,8 @@ batch 128, lr 0.05 Nesterov, cosine, crop padding 2, flip), all-to-one to target
 label attacks: every target-class image up to that rate); repairs with 5% clean defender data and each
 method's defaults, except NAD's: first-phase lr 0.045 (the demo's) and a teacher fine-tuned with NAD's own
 settings (`finetune-student`) at the authors' lr 0.1: the demo's teacher lr 0.045 left 90% of Blend's
-ASR in the teacher and 78% in NAD's student (docs/benchmarks.md sections `nad_lr_probe`,
-`nad_teacher_probe`, `nad_blend_teacher_probe`). MCR's fine-tuned endpoint is the FT column's model
+ASR in the teacher and 78% in NAD's student (the former docs/benchmarks.md sections `nad_lr_probe`,
+`nad_teacher_probe`, `nad_blend_teacher_probe`, in git history). MCR's fine-tuned endpoint is the FT column's model
 (the same 10 epochs, data and seed it would train). A clean model of each seed, trained the same way, is
 the attacker's clean model for Trojan and CL and the clean model Neural Cleanse must not flag.
 
