@@ -13,10 +13,10 @@ ROWS = {
 
 def test_demo_report_names_what_mend_kept():
     mended = {**ROWS, "mend": {"acc": 0.90, "asr": 0.02, "ra": 0.85, "der": 0.98, "chosen": "fst"}}
-    text = report_markdown(DemoConfig(mend=True), mended, 600.0)
+    text = report_markdown(DemoConfig(), mended, 600.0)
     assert text.startswith("# mendnet demo: BadNets → fine-tuning and NAD → mend")
     assert "kept **fst**" in text and "mend/report.md" in text
     assert "| mend | 90.00 |" in text
-    plain = report_markdown(DemoConfig(), ROWS, 500.0)
+    plain = report_markdown(DemoConfig(mend=False), ROWS, 500.0)
     body = plain.split("Settings:")[0]
     assert "mend" not in body.replace("mendnet", "")
