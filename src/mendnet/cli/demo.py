@@ -1,4 +1,4 @@
-"""`mendnet demo`: the main job (BadNets → train → fine-tuning and NAD, with a report; `mendnet.demo`)."""
+"""`mendnet demo`: the main job (BadNets → train → fine-tuning, NAD and mend; `mendnet.demo`)."""
 
 from __future__ import annotations
 
