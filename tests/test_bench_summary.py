@@ -102,6 +102,24 @@ def test_columns_without_every_seed_finished_are_left_out():
     assert not pick_repair(Figures("none", NONE.records[:1]), [unfinished], SEEDS).none_finished
 
 
+def test_a_row_whose_unrepaired_model_lacks_a_seed_is_judged_on_the_others():
+    """A backdoor that could not be planted on seed 1 (no unrepaired model there): the row is judged on
+    seed 0 alone, and its figures say they cover 1 of the grid's 2 seeds."""
+    records = [
+        *column("none", [(0.90, 1.00)], attack="trojan"),
+        *column("fst", [(0.895, 0.02)], attack="trojan"),
+        *column("nad", [(0.80, 0.00)], attack="trojan"),
+        *column("none", [], attack="blend"),
+        *column("fst", [(0.88, 0.50)], attack="blend"),
+    ]
+    lines = repair_table([folder(records)]).splitlines()
+    assert lines[4].startswith(
+        "| fashion-mnist, small-cnn | trojan | fst | 89.50 (1 of 2 seeds) | 2.00 (1 of 2 seeds) | 0.50 | "
+        "100.00 (1 of 2 seeds) |"
+    )
+    assert "| blend | no choice: the unrepaired model has no finished seed (left out" in lines[5]
+
+
 def test_the_repair_table_reads_rows_and_columns_from_the_records():
     records = [
         *column("none", [(0.90, 1.00), (0.92, 0.98)]),

@@ -32,7 +32,9 @@ RULE = (
     "among the repair columns with every seed finished (mend included; not the unrepaired model `none`, not "
     f"detect), the lowest mean ASR among those whose mean ACC is at most {MAX_DROP:g} point below the "
     "unrepaired model's (a tie: the higher mean ACC); when no column qualifies, the row says so and names "
-    "the lowest-ASR column with its ACC drop"
+    "the lowest-ASR column with its ACC drop. A row is judged on the seeds on which its unrepaired model "
+    "finished (a backdoor that could not be planted on one seed leaves that seed out), and its figures "
+    "then say how many of the grid's seeds they cover"
 )
 
 
@@ -73,10 +75,13 @@ class Figures:
         values = self.values(metric)
         return sum(values) / len(values)
 
+    def done(self) -> set[int]:
+        """The seeds with a record that has ACC and ASR."""
+        return {r["seed"] for r in self.records if "acc" in r["metrics"] and "asr" in r["metrics"]}
+
     def finished(self, seeds: Collection[int]) -> bool:
         """Whether every seed of `seeds` has a record with ACC and ASR."""
-        done = {r["seed"] for r in self.records if "acc" in r["metrics"] and "asr" in r["metrics"]}
-        return set(seeds) <= done
+        return set(seeds) <= self.done()
 
 
 @dataclass(frozen=True)
@@ -122,16 +127,24 @@ def _column(records: Sequence[dict], row: Row, column: str) -> Figures:
     return Figures(column, tuple(chosen))
 
 
+def row_seeds(none: Figures, seeds: Sequence[int]) -> tuple[int, ...]:
+    """The grid's `seeds` on which the row's unrepaired model finished, or all of them when it finished on
+    none (the row then has no choice)."""
+    return tuple(s for s in seeds if s in none.done()) or tuple(seeds)
+
+
 def repair_picks(folder: Folder) -> list[tuple[Row, Pick]]:
     """The rule's pick on each backdoored row of `folder` that has repair columns (the clean row and the
-    robust rows left out), rows and columns in the order their records first appear."""
+    robust rows left out), rows and columns in the order their records first appear, each row judged on
+    its `row_seeds`."""
     records = folder.records
     repaired = [r for r in records if r["kind"] in REPAIR_KINDS and r["attack"] not in (CLEAN, NATURAL)]
     out = []
     for row in rows_of(repaired):
         on_row = [r for r in repaired if (r["data"], r["model"], r["attack"]) == row]
         columns = [_column(on_row, row, c) for c in dict.fromkeys(r["method"] for r in on_row)]
-        out.append((row, pick_repair(_column(records, row, NO_REPAIR), columns, folder.seeds)))
+        none = _column(records, row, NO_REPAIR)
+        out.append((row, pick_repair(none, columns, row_seeds(none, folder.seeds))))
     return out
 
 
@@ -139,7 +152,7 @@ def _best_cell(pick: Pick) -> str:
     """The best-repair cell: the chosen column, or why there is none within the ACC bound, and the
     columns left out."""
     if not pick.none_finished:
-        text = "no choice: the unrepaired model lacks a seed"
+        text = "no choice: the unrepaired model has no finished seed"
     elif pick.chosen is None:
         text = "no choice: no repair column has every seed finished"
     elif pick.within:
