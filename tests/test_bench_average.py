@@ -91,6 +91,19 @@ def test_a_column_missing_a_seed_on_an_attack_has_no_average():
     assert cells(section(again, "ACC"), "average (2 attacks)") == ["86.00 ± 7.07", "83.50 ± 7.78"]
 
 
+def test_an_attack_whose_unrepaired_model_lacks_a_seed_is_averaged_over_the_others():
+    """A backdoor that could not be planted on seed 1 (no base, so no cells there): its row counts with seed
+    0 alone, and the average row says so."""
+    tables = metric_tables(recipe(), records(skip={("blend", "none", 1), ("blend", "finetune", 1)}))
+    acc = section(tables, "ACC")
+    # none: badnets 91, blend 80; finetune: badnets 89, blend 77
+    assert cells(acc, "average (2 attacks; blend on seed 0)") == ["85.50 ± 7.78", "83.00 ± 8.49"]
+    assert "from no repair: finetune 2.50 (" in acc
+    # a column missing a seed that the attack's unrepaired model has still has no average
+    gap = metric_tables(recipe(), records(skip={("blend", "none", 1), ("badnets", "finetune", 1)}))
+    assert cells(section(gap, "ACC"), "average (2 attacks; blend on seed 0)")[1] == "–"
+
+
 def test_a_stale_record_marks_the_averages_that_include_it():
     acc = section(metric_tables(recipe(), records(), stale={"blend--finetune--s1"}), "ACC")
     assert cells(acc, "average (2 attacks)") == ["86.00 ± 7.07", f"83.50 ± 7.78 {STALE}"]

@@ -74,11 +74,13 @@ Group = tuple[str, str]
 class Average:
     """One column's average over the backdoor attacks of a (data, model), fractions in [0, 1]: `mean` is the
     mean over the attacks of each attack's mean over seeds, `std` the sample std of those per-attack means
-    (the spread over attacks, not over seeds); `records` the records it includes."""
+    (the spread over attacks, not over seeds); `records` the records it includes; `partial` the attacks
+    averaged over fewer than the grid's seeds (their unrepaired model lacks the others), with those seeds."""
 
     mean: float
     std: float
     records: tuple[dict, ...]
+    partial: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 def tidy_csv(records: Sequence[dict]) -> str:
@@ -122,13 +124,22 @@ def backdoor_attacks(recipe: Recipe) -> list[str]:
     return [a for a in recipe.grid.attacks if a != CLEAN]
 
 
+def row_seeds(records: Sequence[dict], row: Row, seeds: Sequence[int]) -> tuple[int, ...]:
+    """The grid's `seeds` on which `row`'s unrepaired model (its none record) finished, or all of them when
+    it finished on none: a backdoor that could not be planted on a seed has no row there."""
+    done = {r["seed"] for r in _chosen(records, row, NO_REPAIR)}
+    return tuple(s for s in seeds if s in done) or tuple(seeds)
+
+
 def attack_averages(
-    recipe: Recipe, records: Sequence[dict], metric: str
+    recipe: Recipe, records: Sequence[dict], metric: str, bases: Sequence[dict] = ()
 ) -> dict[Group, dict[str, Average | None]]:
     """For each (data, model) with records of `metric` when the grid has more than one backdoor attack:
     each repair-grid column (none, the repairs, mend) with a record of `metric` on a backdoored row →
     its Average over the backdoor attacks (the clean row and the robust rows left out), or None unless
-    every backdoor attack has it on every seed. Empty for other grids. Values are fractions in [0, 1]."""
+    every backdoor attack has it on every seed of its `row_seeds` (read from `bases`, records that hold
+    the none column whatever `metric` is; default `records`). Empty for other grids. Values are fractions
+    in [0, 1]."""
     g = recipe.grid
     attacks = backdoor_attacks(recipe)
     if len(attacks) < 2:
@@ -137,17 +148,22 @@ def attack_averages(
     have = [r for r in records if r["kind"] != DETECT and metric in r["metrics"] and r["attack"] in attacks]
     out: dict[Group, dict[str, Average | None]] = {}
     for group in dict.fromkeys((r["data"], r["model"]) for r in have):
+        expected = {a: row_seeds(bases or records, (*group, a), g.seeds) for a in attacks}
+        partial = tuple((a, s) for a, s in expected.items() if len(s) < len(g.seeds))
         averages: dict[str, Average | None] = {}
         for column in columns:
-            chosen = [_chosen(have, (*group, a), column) for a in attacks]
-            if not any(chosen):
+            chosen = {
+                a: [r for r in _chosen(have, (*group, a), column) if r["seed"] in expected[a]]
+                for a in attacks
+            }
+            if not any(chosen.values()):
                 continue
-            if any(len(seeds) < len(g.seeds) for seeds in chosen):
+            if any({r["seed"] for r in chosen[a]} != set(expected[a]) for a in attacks):
                 averages[column] = None
                 continue
-            means = [statistics.mean(r["metrics"][metric] for r in seeds) for seeds in chosen]
-            included = tuple(r for seeds in chosen for r in seeds)
-            averages[column] = Average(statistics.mean(means), statistics.stdev(means), included)
+            means = [statistics.mean(r["metrics"][metric] for r in seeds) for seeds in chosen.values()]
+            included = tuple(r for seeds in chosen.values() for r in seeds)
+            averages[column] = Average(statistics.mean(means), statistics.stdev(means), included, partial)
         out[group] = averages
     return out
 
@@ -178,8 +194,14 @@ def average_row(
     stale: Collection[str],
 ) -> list[str]:
     """The row "average (N attacks)" of a group: per column, the mean ± the std over the attacks of the
-    per-attack means, in percent (MISSING where not every attack has the column on every seed)."""
-    label = f"average ({len(backdoor_attacks(recipe))} attacks)"
+    per-attack means, in percent (MISSING where not every attack has the column on every seed of its
+    `row_seeds`); the label names the attacks averaged over fewer seeds."""
+    partial = next((a.partial for a in averages.values() if a is not None), ())
+    fewer = "".join(
+        f"; {attack} on seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+        for attack, seeds in partial
+    )
+    label = f"average ({len(backdoor_attacks(recipe))} attacks{fewer})"
     cells = []
     for column in columns:
         average = averages.get(column)
@@ -303,7 +325,7 @@ def metric_tables(recipe: Recipe, records: Sequence[dict], stale: Collection[str
     for metric in metric_order(scored):
         have = [r for r in scored if metric in r["metrics"]]
         used = [m for m in methods if any(r["method"] == m for r in have)]
-        averages = attack_averages(recipe, have, metric) if metric in AVERAGED else {}
+        averages = attack_averages(recipe, have, metric, scored) if metric in AVERAGED else {}
         rows = rows_of(have)
         lines = []
         for i, row in enumerate(rows):
