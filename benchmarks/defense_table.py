@@ -9,8 +9,8 @@ label attacks: every target-class image up to that rate); repairs with 5% clean 
 method's defaults, except NAD's: first-phase lr 0.045 (the demo's) and a teacher fine-tuned with NAD's own
 settings (`finetune-student`) at the authors' lr 0.1: the demo's teacher lr 0.045 left 90% of Blend's
 ASR in the teacher and 78% in NAD's student (the former docs/benchmarks.md sections `nad_lr_probe`,
-`nad_teacher_probe`, `nad_blend_teacher_probe`, in git history). MCR's fine-tuned endpoint is the FT column's model
-(the same 10 epochs, data and seed it would train). A clean model of each seed, trained the same way, is
+`nad_teacher_probe`, `nad_blend_teacher_probe`, in git history). MCR's fine-tuned endpoint is the FT
+column's model (the same 10 epochs, data and seed it would train). A clean model of each seed, trained the same way, is
 the attacker's clean model for Trojan and CL and the clean model Neural Cleanse must not flag.
 
 Every unit of work is cached as a JSON (and the clean models as artefacts) in --results, so a stopped
