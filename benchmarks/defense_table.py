@@ -10,8 +10,9 @@ method's defaults, except NAD's: first-phase lr 0.045 (the demo's) and a teacher
 settings (`finetune-student`) at the authors' lr 0.1: the demo's teacher lr 0.045 left 90% of Blend's
 ASR in the teacher and 78% in NAD's student (the former docs/benchmarks.md sections `nad_lr_probe`,
 `nad_teacher_probe`, `nad_blend_teacher_probe`, in git history). MCR's fine-tuned endpoint is the FT
-column's model (the same 10 epochs, data and seed it would train). A clean model of each seed, trained the same way, is
-the attacker's clean model for Trojan and CL and the clean model Neural Cleanse must not flag.
+column's model (the same 10 epochs, data and seed it would train). A clean model of each seed, trained
+the same way, is the attacker's clean model for Trojan and CL and the clean model Neural Cleanse must
+not flag.
 
 Every unit of work is cached as a JSON (and the clean models as artefacts) in --results, so a stopped
 run resumes, and processes (or sessions) can share the work. Each JSON records the training settings of
