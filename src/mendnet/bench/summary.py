@@ -16,7 +16,7 @@ from mendnet.bench.code import short_code
 from mendnet.bench.docs import anchor
 from mendnet.bench.grid import CLEAN, MEND, NATURAL, NO_REPAIR
 from mendnet.bench.markdown import STALE, Row, mark, rows_of, summarise, table
-from mendnet.bench.results import MISSING
+from mendnet.bench.results import MISSING, row_seeds
 from mendnet.errors import MendnetError
 from mendnet.robust.evaluation import AA_PGD
 
@@ -127,12 +127,6 @@ def _column(records: Sequence[dict], row: Row, column: str) -> Figures:
     return Figures(column, tuple(chosen))
 
 
-def row_seeds(none: Figures, seeds: Sequence[int]) -> tuple[int, ...]:
-    """The grid's `seeds` on which the row's unrepaired model finished, or all of them when it finished on
-    none (the row then has no choice)."""
-    return tuple(s for s in seeds if s in none.done()) or tuple(seeds)
-
-
 def repair_picks(folder: Folder) -> list[tuple[Row, Pick]]:
     """The rule's pick on each backdoored row of `folder` that has repair columns (the clean row and the
     robust rows left out), rows and columns in the order their records first appear, each row judged on
@@ -144,7 +138,7 @@ def repair_picks(folder: Folder) -> list[tuple[Row, Pick]]:
         on_row = [r for r in repaired if (r["data"], r["model"], r["attack"]) == row]
         columns = [_column(on_row, row, c) for c in dict.fromkeys(r["method"] for r in on_row)]
         none = _column(records, row, NO_REPAIR)
-        out.append((row, pick_repair(none, columns, row_seeds(none, folder.seeds))))
+        out.append((row, pick_repair(none, columns, row_seeds(records, row, folder.seeds))))
     return out
 
 
