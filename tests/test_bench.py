@@ -20,6 +20,7 @@ from mendnet.bench.docs import commit_text, git_state
 from mendnet.bench.recipe import tomllib
 from mendnet.bench.store import BenchStore
 from mendnet.cli import main
+from mendnet.device import device_label
 from mendnet.errors import MendnetError
 from mendnet.registry import ROBUSTIFIERS
 
@@ -235,7 +236,8 @@ def test_cli_resumes_and_writes_a_doc_section(local_runs, tmp_path, capsys):
     commit = r"(commit `[0-9a-f]+`|uncommitted changes on commit `[0-9a-f]+`, code `[0-9a-f]{12}`)"
     assert re.search(commit, section)
     day = time.strftime("%Y-%m-%d")
-    assert f", {day}, device cpu, 1 thread(s) per cell, torch {torch.__version__};" in section
+    device = device_label(torch.device("cpu"))
+    assert f", {day}, device {device}, 1 thread(s) per cell, torch {torch.__version__};" in section
     assert main(["bench", str(tmp_path / "missing.toml"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("mendnet: error: recipe")
 

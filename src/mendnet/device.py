@@ -1,6 +1,9 @@
-"""Device choice: `auto` picks cuda, then mps, then cpu."""
+"""Device choice (`auto` picks cuda, then mps, then cpu) and the name a device is recorded under."""
 
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import torch
 
@@ -24,3 +27,29 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise MendnetError("device mps was asked for but MPS is not available")
     return dev
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model and the instruction set torch's CPU kernels use ("AMD EPYC 9R14, AVX512"):
+    the same seed on two CPUs of other capabilities can train other weights (float summation order)."""
+    model = platform.processor()
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+                break
+    except OSError:
+        pass
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{model}, {capability}" if model else capability
+
+
+def device_label(device: torch.device) -> str:
+    """The device a computation ran on, as records and the docs name it ("cpu (AMD EPYC 9R14, AVX512)",
+    "cuda:0 (NVIDIA H200)")."""
+    if device.type == "cuda":
+        return f"{device.type}:{device.index or 0} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({cpu_name()})"
+    return device.type

@@ -30,7 +30,7 @@ from mendnet.bench.taken_trigger import REPORT, taken_trigger
 from mendnet.data.imageset import ImageSet
 from mendnet.data.ref import DataRef
 from mendnet.data.tuning import carve_validation
-from mendnet.device import resolve_device
+from mendnet.device import device_label, resolve_device
 from mendnet.errors import MendnetError
 from mendnet.evaluate import accuracy, backdoor_metrics
 from mendnet.jobs.outcome import ModelOutcome
@@ -85,13 +85,6 @@ def cell_environment(threads: int, seed: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def device_label(device: torch.device) -> str:
-    """The device a cell ran on, as its record and the docs name it ("cpu", "cuda:0 (NVIDIA H200)")."""
-    if device.type == "cuda":
-        return f"{device.type}:{device.index or 0} ({torch.cuda.get_device_name(device)})"
-    return device.type
 
 
 def train_base(
