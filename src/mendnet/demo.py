@@ -70,7 +70,7 @@ class DemoConfig:
 
     def train_config(self) -> TrainConfig:
         """The backdoored model's training: SGD Nesterov, cosine schedule, crop (pad 2) and flip.
-        benchmarks/attack_table.py and defense_table.py train with these settings."""
+        recipes/attack_zoo.toml and recipes/defense_table.toml train with these settings."""
         return train_config_from(self, nesterov=True, schedule="cosine", crop_padding=2, flip=True)
 
 
