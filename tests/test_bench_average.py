@@ -1,5 +1,5 @@
-"""The bench's average rows over the backdoor attacks and the average ACC drop line (as
-benchmarks/defense_table.py's table), on hand-made records: no model is trained."""
+"""The bench's average rows over the backdoor attacks and the average ACC drop line, on hand-made
+records: no model is trained."""
 
 from __future__ import annotations
 

@@ -304,8 +304,8 @@ def test_mcr_keeps_accuracy_along_the_curve_and_follows_its_rule(backdoored, mcr
 
 # With the default endpoint (FT's 10 epochs: 81.1% ACC, 19.6% ASR here) the default rule picked t = 0.6 and
 # measured 84.8% ACC, 10.0% ASR on the 5,000 test images (before: 85.9 / 100). With a 2-epoch endpoint it
-# had measured 99.6% ASR (then a strict xfail), and on the full demo setting MCR kept 80% ASR
-# (docs/benchmarks.md, defense_table_3epochs_gpu): what removes the backdoor is mostly the endpoint.
+# had measured 99.6% ASR (then a strict xfail), and on the demo's 3-epoch setting MCR kept 80% ASR (a
+# former section of docs/benchmarks.md, git history): what removes the backdoor is mostly the endpoint.
 def test_mcr_removes_backdoor(backdoored, mcr_outcome):
     before, after = backdoored.metrics, mcr_outcome.metrics
     assert after["asr"] < 0.5 * before["asr"], (before, after)

@@ -3,15 +3,15 @@ tables with mean ± std over seeds (rows: data set, model, attack; columns: meth
 repaired column the retuning attack's metrics), where STALE marks a table cell that includes a stale
 record (one computed by other code, kept with `--keep-stale`); in a repair grid with several backdoor
 attacks, the ACC, ASR, RA, DER and retuning tables end each (data, model) with an average row over the
-attacks, and the ACC table is followed by each repair column's average ACC drop from no repair (as
-benchmarks/defense_table.py's table); in a robust grid with the PGD-AT column, the training-seconds table
-is followed by each robustifier's training time relative to PGD-AT's (as benchmarks/robust_table.py's "×
-PGD-AT time"); then mend's choices, Neural Cleanse's detection, mend's scan against the full reversal
-(mendnet.bench.scan_table), AI-Lancet's general defects (mendnet.bench.defect_tables), the reversed
-triggers taken from detect cells, the weights a repair changed, the robust rows' gradient-masking flags,
-their AutoAttack against the authors' package (run.aa_check) and the repairs that refused to run, each a
-table of its own. A recipe's selection rules' tables (every candidate's validation figures and the rule's
-choice, mendnet.bench.selection_table) come first."""
+attacks, and the ACC table is followed by each repair column's average ACC drop from no repair (points);
+in a robust grid with the PGD-AT column, the training-seconds table is followed by each robustifier's
+training time relative to PGD-AT's (as benchmarks/robust_table.py's "× PGD-AT time"); then mend's choices,
+Neural Cleanse's detection, mend's scan against the full reversal (mendnet.bench.scan_table), AI-Lancet's
+general defects (mendnet.bench.defect_tables), the reversed triggers taken from detect cells, the weights
+a repair changed, the robust rows' gradient-masking flags, their AutoAttack against the authors' package
+(run.aa_check) and the repairs that refused to run, each a table of its own. A recipe's selection rules'
+tables (every candidate's validation figures and the rule's choice, mendnet.bench.selection_table) come
+first."""
 
 from __future__ import annotations
 

@@ -46,9 +46,10 @@ class Config:
     1000 images / 32 ≈ 31 batches), the unit of the λ schedule, not a pass over the defender set.
     epochs: at most this many (authors: 1000 with early stopping; our choice 60, a time budget: up to
     about 7 minutes on 2 CPU cores). With the authors' early stopping most labels stop by themselves
-    before it (at 40 to 57 on a clean Fashion-MNIST WRN-16-1, docs/benchmarks.md `nc_epochs_probe`), and
-    200 epochs gave the same flags and norms to the digit on a Trojan model (`nc_trojan_probe`); both
-    probes ran on defender data only, no test image. A label stops earlier once λ has
+    before it (seven of ten labels at 40 to 57 on the clean seed-0 Fashion-MNIST WRN-16-1, the others at
+    60: docs/benchmarks.md `defense_table_bench`'s detect cell), and 200 epochs gave the same flags and
+    the target's norm on a Trojan model (`nc_epochs200_bench`); both read defender data only, no test
+    image. A label stops earlier once λ has
     gone both up and down and its best norm has not improved for `early_stop_patience` epochs (authors:
     5 · patience). λ starts at `init_cost` (docs/methods.md; the authors' release starts at 0 and sets it
     after `patience` successful epochs). cost_multiplier: λ's factor up; down is its power 1.5.

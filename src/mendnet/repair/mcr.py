@@ -28,7 +28,7 @@ unless "middle" lowers the validation ASR by more than 1 point): "smallest" kept
 100% ASR on the validation images), "middle" 91.00% and 7.04% (the former `tune_defaults` script, on
 older code: t = 0.1 at 91.44% / 100%, t = 0.5 at 90.84% / 5.83%), the paper's finding that the
 backdoor lives at the ends of the path, not its middle. It is no cure: with t chosen on clean data alone
-MCR kept much of the backdoor on other models (docs/benchmarks.md, `defense_table`).
+MCR kept much of the backdoor on other models (docs/benchmarks.md, `defense_table_bench`).
 
 Defaults of the curve training are the authors' release (IBM/model-sanitization, curve training of the
 backdoor experiments): 100 epochs, batch 128, SGD lr 0.01, momentum 0.9, weight decay 1e-4, random crop
