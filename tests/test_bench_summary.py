@@ -114,10 +114,10 @@ def test_a_row_whose_unrepaired_model_lacks_a_seed_is_judged_on_the_others():
     ]
     lines = repair_table([folder(records)]).splitlines()
     assert lines[4].startswith(
-        "| fashion-mnist, small-cnn | trojan | fst | 89.50 (1 of 2 seeds) | 2.00 (1 of 2 seeds) | 0.50 | "
+        "| fashion-mnist, small-cnn | trojan | – | fst | 89.50 (1 of 2 seeds) | 2.00 (1 of 2 seeds) | 0.50 | "
         "100.00 (1 of 2 seeds) |"
     )
-    assert "| blend | no choice: the unrepaired model has no finished seed (left out" in lines[5]
+    assert "| blend | – | no choice: the unrepaired model has no finished seed (left out" in lines[5]
 
 
 def test_the_repair_table_reads_rows_and_columns_from_the_records():
@@ -137,13 +137,28 @@ def test_the_repair_table_reads_rows_and_columns_from_the_records():
     link = f"[defense_table_bench](#{anchor(TITLE)})"
     assert link == "[defense_table_bench](#backdoor-repairs-on-fashion-mnist-mendnet-bench)"
     assert lines[4] == (
-        f"| fashion-mnist, small-cnn | badnets | mend | 91.00 ± 0.00 {STALE} | 1.00 ± 0.00 {STALE} | "
+        f"| fashion-mnist, small-cnn | badnets | – | mend | 91.00 ± 0.00 {STALE} | 1.00 ± 0.00 {STALE} | "
         f"0.00 {STALE} | 99.00 ± 1.41 | {link} |"
     )
     blend = lines[5]
-    assert "| blend | no choice: no repair column has every seed finished (left out" in blend
+    assert "| blend | – | no choice: no repair column has every seed finished (left out" in blend
     assert "seed without figures: fst) | – | – | – | 95.00 ± 1.41 |" in blend
     assert len(lines) == 6
+
+
+def test_the_poisoning_rate_comes_from_the_unrepaired_models_specs():
+    """Two folders of the same attack at 10% and 1%: each row names its rate (the specs' fraction, in
+    percent); a record without a spec shows none."""
+
+    def at_rate(rate: float) -> list[dict]:
+        none = column("none", [(0.90, 1.00), (0.92, 0.98)])
+        for r in none:
+            r["spec"] = {"poison": {"target": 0, "rate": rate, "mode": "all-to-one"}}
+        return [*none, *column("fst", [(0.90, 0.02), (0.91, 0.04)])]
+
+    lines = repair_table([folder(at_rate(0.1)), folder(at_rate(0.01))]).splitlines()
+    assert lines[2].startswith("| data, model | attack | poisoned % | best repair |")
+    assert "| badnets | 10 | fst |" in lines[4] and "| badnets | 1 | fst |" in lines[5]
 
 
 def test_robust_lines_show_autoattack_pgd_and_clean_acc_or_not_measured():
@@ -247,7 +262,7 @@ def test_cli_prints_or_writes_the_summary(tmp_path, capsys):
     results = results_folder(tmp_path)
     code, out, _ = run_cli(capsys, "bench", "--summary", results)
     assert code == 0 and out.startswith("## Summary\n\nFolders `")
-    assert f"command `mendnet bench --summary {results}`" in out and "| badnets | fst |" in out
+    assert f"command `mendnet bench --summary {results}`" in out and "| badnets | – | fst |" in out
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# doc\n\nIntro.\n\n<!-- begin a -->\nA\n<!-- end a -->\n")
     code, out, _ = run_cli(capsys, "bench", "--summary", results, "--doc", doc)

@@ -167,10 +167,20 @@ def _figure(column: Figures, metric: str, seeds: int, stale: Collection[str], mi
     return summarise(values, True, seeds) + mark([r for r in column.records if metric in r["metrics"]], stale)
 
 
+def poisoned_percent(none: Figures) -> str:
+    """The poisoning rate of a row's unrepaired models (their specs' `poison.rate`, a fraction of the
+    training set) in percent, or MISSING for records that do not name it; rates that differ between seeds
+    are all listed."""
+    rates = dict.fromkeys(
+        r["spec"]["poison"]["rate"] for r in none.records if "rate" in r.get("spec", {}).get("poison", {})
+    )
+    return " / ".join(f"{100 * rate:g}" for rate in rates) or MISSING
+
+
 def repair_line(folder: Folder, row: Row, pick: Pick) -> list[str]:
-    """A row of the repair table: data and model, attack, the best repair, its ACC and ASR (percent, mean
-    ± std), its ACC drop (points), the unrepaired model's ASR (percent) and the section's link; STALE on
-    figures that include a stale record."""
+    """A row of the repair table: data and model, attack, its poisoning rate (percent), the best repair, its
+    ACC and ASR (percent, mean ± std), its ACC drop (points), the unrepaired model's ASR (percent) and the
+    section's link; STALE on figures that include a stale record."""
     data, model, attack = row
     seeds, stale = len(folder.seeds), folder.stale
     chosen, none = pick.chosen, pick.none
@@ -182,7 +192,8 @@ def repair_line(folder: Folder, row: Row, pick: Pick) -> list[str]:
             f"{pick.drop:.2f}" + mark([*chosen.records, *none.records], stale),
         ]
     before = _figure(none, "asr", seeds, stale, MISSING)
-    return [f"{data}, {model}", attack, _best_cell(pick), *figures, before, folder.link()]
+    rate = poisoned_percent(none)
+    return [f"{data}, {model}", attack, rate, _best_cell(pick), *figures, before, folder.link()]
 
 
 def repair_table(folders: Sequence[Folder]) -> str | None:
@@ -193,6 +204,7 @@ def repair_table(folders: Sequence[Folder]) -> str | None:
     heads = [
         "data, model",
         "attack",
+        "poisoned %",
         "best repair",
         "ACC %",
         "ASR %",
