@@ -148,7 +148,7 @@ def test_the_repair_table_reads_rows_and_columns_from_the_records():
 
 def test_the_poisoning_rate_comes_from_the_unrepaired_models_specs():
     """Two folders of the same attack at 10% and 1%: each row names its rate (the specs' fraction, in
-    percent); a record without a spec shows none."""
+    percent; the records of the other tests name no spec and show –)."""
 
     def at_rate(rate: float) -> list[dict]:
         none = column("none", [(0.90, 1.00), (0.92, 0.98)])
