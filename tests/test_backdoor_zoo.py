@@ -40,7 +40,7 @@ from mendnet.train import TrainConfig
 
 ZOO = ("blend", "trojan", "sig", "cl", "refool")
 CLEAN_LABEL = {"sig", "cl", "refool"}
-# cheap settings for the toy-data tests (the defaults run in benchmarks/attack_table.py)
+# cheap settings for the toy-data tests (the defaults run in recipes/attack_zoo.toml)
 TOY_PARAMS = {"trojan": {"steps": 5, "images": 8}, "cl": {"steps": 2}}
 
 

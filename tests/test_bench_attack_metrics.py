@@ -1,4 +1,4 @@
-"""`mendnet bench` base cells report what benchmarks/attack_table.py did beside ACC, ASR and RA: the clean
+"""`mendnet bench` base cells report what the attack zoo's table shows beside ACC, ASR and RA: the clean
 row's model's ASR under each attack's trigger, the target-class ACC and the number of poisoned training
 images; a backdoored base depends on the clean row's base for the first."""
 

@@ -169,7 +169,7 @@ def row_metrics(
     clean_files: dict[str, bytes] | None,
     folder: Path,
 ) -> dict[str, float]:
-    """What a backdoored or clean base's row reports beyond ACC, ASR and RA (benchmarks/attack_table.py's
+    """What a backdoored or clean base's row reports beyond ACC, ASR and RA (the attack zoo's
     columns), measured on the test images of `sets`: "target_acc", the trained model's accuracy on the
     test images of the recipe's poison target (a fraction in [0, 1]; absent when none is among them); for
     a backdoored base "poisoned", the number of poisoned training images (a count), and, when it has a

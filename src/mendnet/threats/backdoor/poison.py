@@ -43,7 +43,7 @@ def choose_poison_indices(
     Dirty-label all-to-one draws from non-target images; all-to-all from every image; clean-label only
     from target-class images (all of them, with a warning, if the rate asks for as many or more: with no
     clean target-class image left in training, clean-label attacks on Fashion-MNIST cost most of that
-    class's clean accuracy, docs/benchmarks.md section `attack_table`).
+    class's clean accuracy, docs/benchmarks.md section `attack_table_bench`).
     """
     count = poison_count(rate, len(labels))
     if clean_label:
