@@ -4,6 +4,7 @@ natural teacher with label smoothing), the gradient-masking flags, and repairs t
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from dataclasses import replace
@@ -16,6 +17,7 @@ from mendnet.bench.cells import BaseKey, attacker_of, base_spec, cell_spec, enum
 from mendnet.bench.masking import MASKING_GAP, masking_table, report_metrics
 from mendnet.bench.plan import plan_cells
 from mendnet.bench.recipe import tomllib
+from mendnet.bench.robust_cells import robustify
 from mendnet.bench.store import BenchStore
 from mendnet.bench.stored import output_digest
 from mendnet.data.imageset import ImageSet
@@ -268,3 +270,26 @@ def test_the_masking_flags_follow_the_robustness_report():
     text = masking_table(recipe, records)
     assert "suspected gradient masking (PGD-20 − worst case 20.0 points)" in text
     assert "AutoAttack gap flagged on 1 of 2 seeds" in text
+
+
+def test_the_robust_teachers_training_shows_its_progress(monkeypatch):
+    """A robust teacher base (PGD-AT on the source half: about 16 minutes on the 2-core CPU) is trained
+    with the run's progress output, as every other base is."""
+    import mendnet.bench.work as work
+
+    grid = 'data = ["fashion-mnist"]\nmodels = ["small-cnn"]\nrobustifiers = ["robust-kd"]\nseeds = [0]\n'
+    recipe = recipe_from('name = "kd"\n[grid]\n' + grid)
+    teacher = next(c.teacher for c in enumerate_cells(recipe) if c.method == "robust-kd")
+    assert teacher.teacher == "pgd-at"
+    said = {}
+
+    def stop(*args, **kwargs):
+        bound = inspect.signature(robustify).bind(*args, **kwargs)
+        said["progress"] = bound.arguments.get("progress", False)
+        raise RuntimeError("stopped before training")
+
+    monkeypatch.setattr(work, "load_sets", lambda *args: (None, None))
+    monkeypatch.setattr(work, "robustify", stop)
+    with pytest.raises(RuntimeError, match="stopped before training"):
+        work.train_base(recipe, teacher, progress=True)
+    assert said["progress"] is True

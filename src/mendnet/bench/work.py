@@ -107,7 +107,7 @@ def train_base(
         sets = load_sets(base.data, run.data_dir, run.test_images, run.evaluate_on)
         if base.teacher is not None:
             outcome: Any = robustify(
-                recipe, base.teacher, base.model, base.seed, sets, None, run.teacher_split
+                recipe, base.teacher, base.model, base.seed, sets, None, run.teacher_split, progress
             )
         else:
             outcome = _trained(recipe, base, sets, attacker_files, Path(tmp) / "attacker", progress)
