@@ -1,4 +1,4 @@
-"""The bench's training time relative to PGD-AT (as benchmarks/robust_table.py's "× PGD-AT time"), on
+"""The bench's training time relative to PGD-AT (the robust table's "× PGD-AT time"), on
 hand-made records: no model is trained."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Signs of gradient masking in a robustness report (benchmarks/robust_table.py's note and AutoAttack's
-flag): the cell metrics they rest on, and the flags table of the robust rows; and, under run.aa_check,
-the table of mendnet's AutoAttack against the authors' package called directly (issue 27).
+"""Signs of gradient masking in a robustness report (the robust table's note and AutoAttack's flag): the
+cell metrics they rest on, and the flags table of the robust rows; and, under run.aa_check, the table of
+mendnet's AutoAttack against the authors' package called directly (issue 27).
 
 masking_gap: PGD-L∞-20's robust accuracy minus the worst case over every attack; a robust row whose mean
 gap over seeds exceeds MASKING_GAP is flagged (gradient-based PGD holds up where other attacks break the
@@ -23,7 +23,7 @@ from mendnet.robust.evaluation import AA_PGD
 from mendnet.threats.adversarial.autoattack import PACKAGE_DIFF_FLAG
 
 MASKING_GAP = 0.10
-"""(benchmarks/robust_table.py's) PGD-20 minus the worst case above this: suspected gradient masking."""
+"""PGD-20 minus the worst case above this: suspected gradient masking."""
 FLAG = "aa_gap_flag"
 PACKAGE_METRICS = {
     "aa_package": "robust",

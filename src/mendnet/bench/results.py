@@ -5,7 +5,7 @@ record (one computed by other code, kept with `--keep-stale`); in a repair grid 
 attacks, the ACC, ASR, RA, DER and retuning tables end each (data, model) with an average row over the
 attacks, and the ACC table is followed by each repair column's average ACC drop from no repair (points);
 in a robust grid with the PGD-AT column, the training-seconds table is followed by each robustifier's
-training time relative to PGD-AT's (as benchmarks/robust_table.py's "× PGD-AT time"); then mend's choices,
+training time relative to PGD-AT's (the robust table's "× PGD-AT time"); then mend's choices,
 Neural Cleanse's detection, mend's scan against the full reversal (mendnet.bench.scan_table), AI-Lancet's
 general defects (mendnet.bench.defect_tables), the reversed triggers taken from detect cells, the weights
 a repair changed, the robust rows' gradient-masking flags, their AutoAttack against the authors' package
