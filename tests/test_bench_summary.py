@@ -272,6 +272,21 @@ def test_cli_prints_or_writes_the_summary(tmp_path, capsys):
     assert f"--doc {doc}`" in text
 
 
+def test_a_part_of_the_summary_goes_after_it_with_its_own_heading_and_command(tmp_path, capsys):
+    results = results_folder(tmp_path)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        "# doc\n\n<!-- begin summary -->\nS\n<!-- end summary -->\n\n<!-- begin a -->\nA\n<!-- end a -->\n"
+    )
+    code, out, _ = run_cli(capsys, "bench", "--summary", results, "--doc", doc, "--section", "summary_robust")
+    assert code == 0 and "section summary_robust" in out
+    text = doc.read_text()
+    assert text.index("<!-- end summary -->") < text.index("<!-- begin summary_robust -->")
+    assert text.index("<!-- end summary_robust -->") < text.index("<!-- begin a -->")
+    assert "<!-- begin summary -->\nS\n<!-- end summary -->" in text  # the summary itself is kept
+    assert "## Summary: robust\n" in text and f"--doc {doc} --section summary_robust`" in text
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -279,9 +294,14 @@ def test_cli_prints_or_writes_the_summary(tmp_path, capsys):
         (["--summary", "TMP"], "holds no readable results.json"),
         (["--summary", "RESULTS", "--out", "x", "--max-cells", "0"], "--summary takes no --out, --max-cells"),
         (["r.toml", "--summary", "RESULTS", "--smoke"], "--summary takes no RECIPE, --smoke"),
-        (["--summary", "RESULTS", "--section", "s", "--quiet"], "--summary takes no --section, --quiet"),
+        (["--summary", "RESULTS", "--section", "s", "--quiet"], "--summary takes no --quiet"),
+        (
+            ["--summary", "RESULTS", "--section", "robust"],
+            "--summary writes section 'summary' or summary_NAME",
+        ),
         (["--out", "x"], "give a recipe file"),
-        (["r.toml", "--section", "summary"], "section 'summary' is the one --summary writes"),
+        (["r.toml", "--section", "summary"], "section 'summary' is a summary's"),
+        (["r.toml", "--section", "summary_robust"], "section 'summary_robust' is a summary's"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):

@@ -21,16 +21,23 @@ HEADER = (
 
 
 SUMMARY = "summary"
-"""The section of `mendnet bench --summary`: a new one goes before the first section, after the opening
-paragraphs."""
-BEGIN = re.compile(r"^<!-- begin ", re.M)
+"""The section of `mendnet bench --summary`, and the prefix of its parts ("summary_robust": a summary of
+other folders, written by `--summary ... --section`): a new one goes before the first section that is not
+one of them, after the opening paragraphs."""
+BEGIN = re.compile(rf"^<!-- begin (?!{SUMMARY}[ _])", re.M)
+"""The start of a section that is not the summary or one of its parts."""
+
+
+def is_summary(name: str) -> bool:
+    """Whether `name` is the summary's section or one of its parts (SUMMARY, or SUMMARY_ and a name)."""
+    return re.fullmatch(rf"{SUMMARY}(_[\w.-]+)?", name) is not None
 
 
 def _add_section(text: str, name: str, block: str) -> str:
-    """`text` with the new section `block`: SUMMARY before the first section (appended when there is
-    none), any other appended."""
+    """`text` with the new section `block`: the summary and its parts before the first other section
+    (appended when there is none), any other section appended."""
     first = BEGIN.search(text)
-    if name == SUMMARY and first is not None:
+    if is_summary(name) and first is not None:
         return text[: first.start()] + block + "\n\n" + text[first.start() :]
     return text.rstrip() + "\n\n" + block + "\n"
 

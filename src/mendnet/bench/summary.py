@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mendnet.bench.code import short_code
-from mendnet.bench.docs import anchor
+from mendnet.bench.docs import SUMMARY, anchor
 from mendnet.bench.grid import CLEAN, MEND, NATURAL, NO_REPAIR
 from mendnet.bench.markdown import STALE, Row, mark, rows_of, summarise, table
 from mendnet.bench.results import MISSING, row_seeds
@@ -259,12 +259,12 @@ def provenance_line(folders: Sequence[Folder], command: str, commit: str, date: 
     return f"Folders {', '.join(parts)}; command `{command}`, {commit}, {date}."
 
 
-def summary_text(folders: Sequence[Folder], provenance: str) -> str:
-    """The summary section's Markdown: heading, provenance, the rule, the repair and robust tables, and
-    the stale mark's note when a figure carries it."""
+def summary_text(folders: Sequence[Folder], provenance: str, title: str = TITLE) -> str:
+    """The summary section's Markdown: heading (`title`), provenance, the rule, the repair and robust
+    tables, and the stale mark's note when a figure carries it."""
     tables = [t for t in (repair_table(folders), robust_table(folders)) if t]
     lines = [
-        f"## {TITLE}",
+        f"## {title}",
         "",
         provenance,
         "",
@@ -282,10 +282,17 @@ def summary_text(folders: Sequence[Folder], provenance: str) -> str:
     return "\n".join(lines)
 
 
-def summary_command(folders: Sequence[Path], doc: Path | None) -> str:
-    """The `mendnet bench --summary` command, as the provenance quotes it."""
+def summary_command(folders: Sequence[Path], doc: Path | None, section: str = SUMMARY) -> str:
+    """The `mendnet bench --summary` command, as the provenance quotes it (`--section` unless SUMMARY)."""
     argv = ["mendnet", "bench", "--summary", *map(str, folders)]
-    return shlex.join([*argv, "--doc", str(doc)] if doc is not None else argv)
+    argv += ["--doc", str(doc)] if doc is not None else []
+    return shlex.join([*argv, "--section", section] if section != SUMMARY else argv)
+
+
+def part_title(section: str) -> str:
+    """The heading of the summary's section `section`: TITLE, or for a part "Summary: NAME"
+    (section "summary_NAME")."""
+    return TITLE if section == SUMMARY else f"{TITLE}: {section.removeprefix(SUMMARY + '_')}"
 
 
 def _validation(records: Sequence[dict]) -> bool:

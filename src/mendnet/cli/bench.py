@@ -12,9 +12,9 @@ from pathlib import Path
 from mendnet.artefact import check_writable
 from mendnet.bench import load_recipe, run_bench, write_doc_section
 from mendnet.bench.code import PACKAGE, code_identity
-from mendnet.bench.docs import SUMMARY, commit_text, git_state, provenance, write_section
+from mendnet.bench.docs import SUMMARY, commit_text, git_state, is_summary, provenance, write_section
 from mendnet.bench.smoke import SMOKE_FOLDER, smoke_recipe
-from mendnet.bench.summary import provenance_line, read_results, summary_command, summary_text
+from mendnet.bench.summary import part_title, provenance_line, read_results, summary_command, summary_text
 from mendnet.errors import MendnetError
 
 
@@ -64,7 +64,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help="also write the tables as a section of this file, naming the recipe, the command, the commit, "
         "the device and the date",
     )
-    p.add_argument("--section", default=None, help="section name in --doc (default: the recipe's name)")
+    p.add_argument(
+        "--section",
+        default=None,
+        help="section name in --doc (default: the recipe's name; with --summary: summary, or summary_NAME "
+        "for a part of the summary from other folders, placed after it)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(
         "--summary",
@@ -73,7 +78,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="RESULTS_DIR",
         help="instead of running a recipe, summarise these results folders: print the Markdown, or with "
-        f"--doc write it as section {SUMMARY!r} at the top of that file (takes no other option)",
+        f"--doc write it as section {SUMMARY!r} (or --section {SUMMARY}_NAME) at the top of that file "
+        "(takes no other option but --section)",
     )
 
 
@@ -86,7 +92,6 @@ SUMMARY_REFUSES = {
     "--device": "device",
     "--keep-stale": "keep_stale",
     "--smoke": "smoke",
-    "--section": "section",
     "--quiet": "quiet",
 }
 """The arguments --summary does not take → their attributes (None or False when not given)."""
@@ -110,23 +115,27 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    """`mendnet bench --summary DIR ... [--doc FILE]`: the summary printed, or written as FILE's SUMMARY
-    section."""
+    """`mendnet bench --summary DIR ... [--doc FILE] [--section summary_NAME]`: the summary printed, or
+    written as FILE's SUMMARY section (or the summary's part `--section`)."""
     values = {flag: getattr(args, attr) for flag, attr in SUMMARY_REFUSES.items()}
     given = [flag for flag, value in values.items() if value is not None and value is not False]
     if given:
-        raise MendnetError(f"--summary takes no {', '.join(given)} (only results folders and --doc)")
+        raise MendnetError(f"--summary takes no {', '.join(given)} (only results folders, --doc, --section)")
+    section = args.section or SUMMARY
+    if not is_summary(section):
+        raise MendnetError(f"--summary writes section {SUMMARY!r} or {SUMMARY}_NAME, not {section!r}")
     folders = [read_results(path) for path in args.summary]
     if args.doc:
         check_writable(args.doc, is_file=True)
     commit = commit_text(git_state([PACKAGE]), code_identity())
-    command = summary_command(args.summary, args.doc)
-    text = summary_text(folders, provenance_line(folders, command, commit, time.strftime("%Y-%m-%d")))
+    command = summary_command(args.summary, args.doc, section)
+    provenance_text = provenance_line(folders, command, commit, time.strftime("%Y-%m-%d"))
+    text = summary_text(folders, provenance_text, part_title(section))
     if args.doc is None:
         print(text)
         return
-    write_section(SUMMARY, text, args.doc)
-    print(f"summary of {len(folders)} results folder(s) → {args.doc}, section {SUMMARY}")
+    write_section(section, text, args.doc)
+    print(f"summary of {len(folders)} results folder(s) → {args.doc}, section {section}")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -135,8 +144,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     if args.recipe is None:
         raise MendnetError("give a recipe file, e.g. recipes/smoke.toml, or --summary RESULTS_DIR")
-    if args.section == SUMMARY:
-        raise MendnetError(f"section {SUMMARY!r} is the one --summary writes; name the recipe's another")
+    if args.section is not None and is_summary(args.section):
+        raise MendnetError(
+            f"section {args.section!r} is a summary's (--summary writes {SUMMARY}, {SUMMARY}_NAME); "
+            "name the recipe's another"
+        )
     if args.recipe.is_dir():
         raise MendnetError(f"recipe {args.recipe} is a folder; give a recipe file, e.g. recipes/smoke.toml")
     if args.smoke and args.doc:
