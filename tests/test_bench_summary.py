@@ -171,6 +171,9 @@ def test_robust_lines_show_autoattack_pgd_and_clean_acc_or_not_measured():
     assert "| natural | not measured | 0.00 ± 0.00 | 90.00 ± 0.00 |" in lines[4]
     assert "| pgd-at | 61.00 ± 1.41 | 66.00 ± 1.41 | 80.00 ± 0.00 |" in lines[5]
     assert repair_table([folder([*nat, *at])]) is None
+    text = summary_text([folder([*nat, *at])], "Folders ...", "Summary: robust")
+    assert text.startswith("## Summary: robust\n\nFolders ...\n\nEvery figure is in percent")
+    assert "Best repair" not in text  # the rule belongs to a repair table, absent here
 
 
 def test_the_summary_names_the_rule_and_the_stale_mark():

@@ -260,16 +260,18 @@ def provenance_line(folders: Sequence[Folder], command: str, commit: str, date: 
 
 
 def summary_text(folders: Sequence[Folder], provenance: str, title: str = TITLE) -> str:
-    """The summary section's Markdown: heading (`title`), provenance, the rule, the repair and robust
-    tables, and the stale mark's note when a figure carries it."""
-    tables = [t for t in (repair_table(folders), robust_table(folders)) if t]
+    """The summary section's Markdown: heading (`title`), provenance, the rule (with a repair table), the
+    repair and robust tables, and the stale mark's note when a figure carries it."""
+    repairs = repair_table(folders)
+    tables = [t for t in (repairs, robust_table(folders)) if t]
+    rule = f"Best repair: {RULE}. " if repairs else ""
     lines = [
         f"## {title}",
         "",
         provenance,
         "",
-        f"Best repair: {RULE}. Every figure is in percent (ACC drop: points), the mean ± std over seeds, "
-        "and comes from the section named beside it.",
+        f"{rule}Every figure is in percent (ACC drop: points), the mean ± std over seeds, and comes from "
+        "the section named beside it.",
         "",
         "\n\n".join(tables) if tables else "(no repair or robust rows in these folders)",
     ]
