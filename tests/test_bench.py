@@ -392,17 +392,59 @@ def test_git_state_sees_changes_to_the_given_paths_only(tmp_path):
     assert git_state([tmp_path]) is None
 
 
-def ray_or_fail():
-    """Ray, or a failure naming the install step (`make test` installs it with the dev extras)."""
+class FakeRay:
+    """The calls run_ray makes around a run with nothing to do: whether it starts and stops an instance."""
+
+    def __init__(self, running: bool) -> None:
+        self.running = running
+        self.calls: list = []
+
+    def is_initialized(self) -> bool:
+        return self.running
+
+    def init(self, address=None, **kwargs) -> None:
+        self.calls.append(("init", address))
+        self.running = True
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+        self.running = False
+
+    def remote(self, function):
+        return type("Remote", (), {"options": lambda self, **kw: None})()
+
+    def cluster_resources(self) -> dict:
+        return {"CPU": 2}
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_run_ray_starts_an_instance_when_none_runs_and_stops_only_its_own(monkeypatch, tmp_path, running):
+    """The real Ray tests below share one running instance; this checks the start and stop around it."""
+    from mendnet.bench import engines
+
+    fake = FakeRay(running)
+    monkeypatch.setattr(engines, "import_ray", lambda: fake)
+    recipe = recipe_from(RECIPE)
+    engines.run_ray(recipe, BenchStore(tmp_path), [], set(), print, print, address="ray://head:10001")
+    assert fake.calls == ([] if running else [("init", "ray://head:10001"), "shutdown"])
+    assert fake.running is running
+
+
+@pytest.fixture(scope="module")
+def ray_running():
+    """A local Ray instance shared by the Ray tests (each start and stop costs seconds, and its workers
+    keep torch imported between them), or a failure naming the install step (`make test` installs it
+    with the dev extras). run_ray uses a running instance and leaves it running (checked below)."""
     try:
         import ray
     except ImportError:
         pytest.fail("ray is not installed; `make test` installs it with the dev extras")
-    return ray
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
 
 
-def test_ray_gives_the_same_results_as_local(local_runs, tmp_path, capsys):
-    ray_or_fail()
+def test_ray_gives_the_same_results_as_local(ray_running, local_runs, tmp_path, capsys):
     recipe, out, _, _, second = local_runs
     # the first seed's half of the grid (a cell's identity does not depend on the other seeds)
     recipe = replace(recipe, grid=replace(recipe.grid, seeds=recipe.grid.seeds[:1]))
@@ -424,10 +466,10 @@ def test_ray_gives_the_same_results_as_local(local_runs, tmp_path, capsys):
     for base in bases:  # bit-identical trained models
         mine = (tmp_path / "ray" / "models" / base / "model.safetensors").read_bytes()
         assert mine == (out / "models" / base / "model.safetensors").read_bytes(), base
+    assert ray_running.is_initialized()  # an instance it did not start is left running
 
 
-def test_ray_leaves_out_the_cells_of_a_failed_base(tmp_path):
-    ray_or_fail()
+def test_ray_leaves_out_the_cells_of_a_failed_base(ray_running, tmp_path):
     # the failing grid's clean row and Trojan base only (the smallest grid with a base that fails)
     text = FAILING.replace('"none", "badnets", "trojan"', '"none", "trojan"').replace('"finetune"', "")
     recipe = recipe_from(text.replace("[repair.finetune]\nepochs = 1\n", ""))
