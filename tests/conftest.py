@@ -78,12 +78,14 @@ def finetuned(backdoored, fmnist):
 @pytest.fixture(scope="session")
 def nad_repaired(backdoored, finetuned, fmnist):
     """The `backdoored` model repaired by NAD (a ModelOutcome): paper defaults except the first-phase lr
-    (0.05; the demo: 0.045) and a shorter run (10 epochs), with `finetuned` as the teacher (the teacher
-    NAD's default would train). Shared by the repair and audit tests."""
+    (0.05; the demo: 0.045) and a shorter run (5 of the paper's 20 epochs: the two at the first-phase lr
+    and three at 0.01), with `finetuned` as the teacher (the teacher NAD's default would train). Shared by
+    the repair and audit tests. Measured on this fixture: ASR 100 → 2.1%, ACC 85.9 → 83.7%, 22 s on 2
+    cores (10 epochs: 1.7% and 84.4% in 43 s; FT alone leaves 19.6% ASR)."""
     from mendnet.jobs.repair import repair_model
     from mendnet.repair import nad
 
-    cfg = nad.Config(epochs=10, lr=0.05)
+    cfg = nad.Config(epochs=5, lr=0.05)
     return repair_model(
         backdoored,
         "nad",

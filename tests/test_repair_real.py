@@ -15,7 +15,7 @@ def test_backdoor_is_real(backdoored):
 
 @pytest.fixture(scope="module")
 def nad_outcome(nad_repaired):
-    return nad_repaired  # conftest: paper defaults except lr 0.05 and 10 epochs, FT's model as teacher
+    return nad_repaired  # conftest: paper defaults except lr 0.05 and 5 epochs, FT's model as teacher
 
 
 def test_nad_removes_backdoor_and_keeps_accuracy(backdoored, nad_outcome):
