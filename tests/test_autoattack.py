@@ -176,6 +176,17 @@ def test_a_gap_of_exactly_two_points_is_not_flagged():
     assert gap_flagged(155 / 200 - 150 / 200) and gap_flagged(0.0201) and gap_flagged(0.020005)
 
 
+def test_the_package_check_flags_more_than_one_image_of_200_not_float_noise():
+    from mendnet.threats.adversarial.autoattack import PACKAGE_DIFF_FLAG, exceeds
+
+    def mean(hits: int) -> float:  # an accuracy over 200 images as a float32 mean
+        return float(torch.tensor([True] * hits + [False] * (200 - hits)).float().mean())
+
+    one_image = mean(107) - mean(106)  # 0.005000054836273193
+    assert one_image > PACKAGE_DIFF_FLAG and not exceeds(one_image, PACKAGE_DIFF_FLAG)
+    assert exceeds(mean(108) - mean(106), PACKAGE_DIFF_FLAG)
+
+
 def test_report_metrics_flag_the_pgd_autoattack_gap(mlp):
     from mendnet.robust.evaluation import report_rows, robust_metrics
 

@@ -53,14 +53,18 @@ PGD_GAP_FLAG = 0.02
 """(issue 27) PGD's robust accuracy more than this above AutoAttack's on the same images is flagged."""
 
 
+def exceeds(difference: float, bar: float) -> bool:
+    """Whether `difference` (of two accuracies, fractions) is above `bar`, rounded to 6 decimals first:
+    accuracies are means of float32 tensors (149 of 200 is 0.7450000047683716, less 0.725 gives
+    0.020000004768371604; in float64 0.77 − 0.75 is 0.020000000000000018), and 4 of 200 images is
+    exactly 2 points, not more. Accuracies over up to 100,000 images differ by at least 1e-5 when they
+    differ, so the rounding moves no real difference across a bar."""
+    return round(difference, 6) > bar
+
+
 def gap_flagged(gap: float) -> bool:
-    """Whether PGD's robust accuracy minus AutoAttack's (`gap`, a fraction) exceeds `PGD_GAP_FLAG`,
-    rounded to 6 decimals first: PGD's accuracy is the mean of a float32 tensor (149 of 200 is
-    0.7450000047683716, less 0.725 gives 0.020000004768371604; in float64 0.77 − 0.75 is
-    0.020000000000000018), and 4 of 200 images is exactly 2 points, not more. Accuracies over up to
-    100,000 images differ by at least 1e-5 when they differ, so the rounding moves no real gap across
-    the bar."""
-    return round(gap, 6) > PGD_GAP_FLAG
+    """Whether PGD's robust accuracy minus AutoAttack's (`gap`, a fraction) exceeds `PGD_GAP_FLAG`."""
+    return exceeds(gap, PGD_GAP_FLAG)
 
 
 PACKAGE_DIFF_FLAG = 0.005
